@@ -1,0 +1,229 @@
+"""The ``station`` command: the one entry point for guards, technicians and auditors.
+
+This module is the composition root: it is the only place in ``station`` allowed to reach into
+``calibration`` and ``ui`` (lazily, inside the commands that need them), so the headless commands
+never load Qt. Every fault from outside the program (a bad path, a corrupt recording, a missing
+camera) reaches the user as one line and a non-zero exit, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from station.errors import StationError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_RECORDING = REPO_ROOT / "recordings" / "demo"
+# How the bundled demo recording was made; tests regenerate it with exactly these settings.
+DEMO_SETTINGS: dict[str, Any] = {"people": 8, "fever_fraction": 0.25, "seed": 2026, "thermal_camera": "lepton"}
+
+
+class StationGroup(click.Group):
+    """A click group that turns the station's own errors into one-line messages with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StationError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a full disk, a read-only directory, a file that vanished
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@click.group(cls=StationGroup, context_settings=CONTEXT)
+@click.version_option(package_name="fever-station", prog_name="station")
+def main() -> None:
+    """Thermal-imaging fever screening station.
+
+    \b
+    Examples:
+      station demo                          the station on its bundled demo recording
+      station simulate /tmp/rec --people 20 a recording with ground truth
+      station run --recording /tmp/rec --headless --fast
+      station cameras                       what is connected
+      station doctor                        what is fine and what is not
+    """
+
+
+# --------------------------------------------------------------------------------------------- simulate
+@main.command(context_settings=CONTEXT)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--people", default=8, show_default=True, type=click.IntRange(1, 500), help="Visitors to simulate.")
+@click.option("--fever-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of visitors who are febrile (37.6-39.5 °C).")
+@click.option("--glasses-fraction", default=0.15, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--pair-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of visitors who walk up two together.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same recording, byte for byte.")
+@click.option("--thermal-camera", default="lepton", show_default=True, type=click.Choice(["lepton", "boson"]),
+              help="lepton: 160x120 8.7 Hz TLinear; boson: 320x256 30 Hz raw counts.")
+@click.option("--visible-fps", default=15.0, show_default=True, type=click.FloatRange(1, 60))
+@click.option("--video", "video_format", default="mp4", show_default=True, type=click.Choice(["mp4", "mkv"]),
+              help="mp4: compact MPEG-4 (lossy); mkv: lossless FFV1, about 40x larger.")
+@click.option("--drift", "drift_c", default=0.8, show_default=True, type=click.FloatRange(0, 2),
+              help="Amplitude of the sensor's slow drift, °C.")
+@click.option("--sensor-offset", "sensor_offset_c", default=0.0, show_default=True, type=float,
+              help="Static sensor error, °C (the written profile corrects it).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing recording in OUT.")
+def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> None:
+    """Write a simulated recording with its ground truth (truth.jsonl) and true calibration.
+
+    People walk up from about 3 m, mostly one at a time, some in pairs; a share are febrile, some wear
+    glasses. Both cameras see the same 3-D scene, so registration and parallax are real.
+
+    \b
+    Examples:
+      station simulate /tmp/rec
+      station simulate /tmp/rec --people 30 --seed 7 --thermal-camera boson
+    """
+    from station.sim.simulator import Simulation, SimulationConfig, write_recording
+
+    sim = Simulation(SimulationConfig(**settings))
+    total = len(sim.visible_times) + len(sim.thermal_times)
+    with click.progressbar(length=total, label=f"Simulating {sim.config.people} people", file=sys.stderr) as bar:
+        write_recording(sim, out, visible_file=f"visible.{video_format}", overwrite=overwrite, progress=bar.update)
+    febrile = sum(p.febrile for p in sim.people)
+    click.echo(
+        f"{out}: {sim.duration_s:.1f} s, {len(sim.people)} people ({febrile} febrile), "
+        f"{len(sim.thermal_times)} thermal + {len(sim.visible_times)} visible frames"
+    )
+
+
+# --------------------------------------------------------------------------------------------- run / demo
+@main.command(context_settings=CONTEXT)
+@click.option("--visible", "visible_spec", metavar="SRC", help="Device index, URL, video file (not with --recording).")
+@click.option("--thermal", "thermal_spec", metavar="SRC", help="lepton, boson, uvc:N or a device index.")
+@click.option("--recording", type=click.Path(path_type=Path), help="Replay a recording instead of cameras.")
+@click.option("--calibration", type=click.Path(path_type=Path), help="Profile to use (default: the recording's).")
+@click.option("--headless", is_flag=True, help="No window: JSON lines on --events.")
+@click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
+@click.option("--events", "events_path", default="-", show_default=True, metavar="-|FILE",
+              help="Where headless mode writes its JSON lines.")
+def run(
+    visible_spec: str | None,
+    thermal_spec: str | None,
+    recording: Path | None,
+    calibration: Path | None,
+    headless: bool,
+    fast: bool,
+    events_path: str,
+) -> None:
+    """Run the station on cameras or on a recording.
+
+    \b
+    Examples:
+      station run --recording recordings/demo --headless
+      station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl
+      station run --thermal lepton --visible 0 --headless
+    """
+    if not headless:
+        raise click.UsageError("the station window is not part of this build yet: add --headless")
+    from station.intake import open_intake
+
+    with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
+        _run_headless(intake, events_path)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
+def demo(fast: bool) -> None:
+    """The station on its bundled demo recording (headless until the window lands).
+
+    \b
+    Example:
+      station demo
+    """
+    from station.intake import open_intake
+
+    if not DEMO_RECORDING.is_dir():
+        raise StationError(f"{DEMO_RECORDING}: the demo recording is missing; regenerate it with "
+                           f"`station simulate {DEMO_RECORDING} " + _demo_flags() + "`")
+    with open_intake(None, None, DEMO_RECORDING, None, fast=fast) as intake:
+        _run_headless(intake, "-")
+
+
+def _demo_flags() -> str:
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO_SETTINGS.items())
+
+
+def _run_headless(intake, events_path: str) -> None:
+    out, close = _open_events(events_path)
+    emit = _json_line_writer(out)
+    try:
+        for item in intake.run():
+            if item is not None and not hasattr(item, "thermal"):
+                emit(item.to_json())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for event in intake.finish():
+            emit(event.to_json())
+        close()
+
+
+def _open_events(path: str) -> tuple[TextIO, Callable[[], None]]:
+    if path == "-":
+        return sys.stdout, sys.stdout.flush
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the returned callable
+    return handle, handle.close
+
+
+def _json_line_writer(out: TextIO) -> Callable[[dict], None]:
+    def emit(obj: dict) -> None:
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        out.flush()  # a decision printed is a decision the next program can act on at once
+
+    return emit
+
+
+# --------------------------------------------------------------------------------------------- hardware
+@main.command(context_settings=CONTEXT)
+def cameras() -> None:
+    """List the cameras connected to this machine.
+
+    \b
+    Example:
+      station cameras
+    """
+    from station.sources.registry import discover_cameras
+
+    found = discover_cameras()
+    if not found:
+        click.echo("no cameras found (no video devices on this machine)")
+        return
+    for cam in found:
+        click.echo("  ".join(f"{k}={v}" for k, v in cam.items()))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--calibration", type=click.Path(path_type=Path), help="Profile to check (default: the demo's).")
+@click.option("--recording", type=click.Path(path_type=Path), help="Recording to check (default: the demo).")
+def doctor(calibration: Path | None, recording: Path | None) -> None:
+    """Check what the station needs: software, calibration, recording, cameras.
+
+    Prints one line per check; exits non-zero if anything is broken.
+
+    \b
+    Example:
+      station doctor
+    """
+    from station.doctor import run_checks
+
+    failed = False
+    for check in run_checks(calibration=calibration, recording=recording or DEMO_RECORDING):
+        click.echo(f"{check.status:<5} {check.name:<14} {check.detail}")
+        failed |= check.status == "FAIL"
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

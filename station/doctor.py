@@ -1,0 +1,129 @@
+"""``station doctor``: one line per thing the station depends on, saying whether it is fine.
+
+A technician at a dead station needs to know in seconds *which* part is at fault, so each check is
+small, independent, and catches its own failure instead of stopping the rest.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from station.errors import StationError
+
+MAX_CALIBRATION_AGE_DAYS = 30.0
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok", "warn" or "FAIL"
+    detail: str
+
+
+def run_checks(*, calibration: Path | None, recording: Path | None) -> Iterator[Check]:
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("opencv", _opencv),
+        ("onnxruntime", _onnxruntime),
+        ("qt", _qt),
+        ("face model", _model),
+        ("recording", lambda: _recording(recording)),
+        ("calibration", lambda: _calibration(calibration, recording)),
+        ("cameras", _cameras),
+    ]
+    for name, check in checks:
+        try:
+            yield check()
+        except StationError as exc:
+            yield Check(name, "FAIL", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a doctor reports every failure and carries on
+            yield Check(name, "FAIL", f"{type(exc).__name__}: {exc}")
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _opencv() -> Check:
+    full = _installed("opencv-python")
+    if full:
+        return Check("opencv", "FAIL", f"opencv-python {full} is installed: it breaks PyQt6; "
+                                       "pip uninstall opencv-python and keep opencv-python-headless")
+    before = os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH")
+    import cv2
+
+    if os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH") != before:
+        return Check("opencv", "FAIL", "importing cv2 changed QT_QPA_PLATFORM_PLUGIN_PATH")
+    return Check("opencv", "ok", f"{cv2.__version__} (headless)")
+
+
+def _onnxruntime() -> Check:
+    import onnxruntime
+
+    providers = onnxruntime.get_available_providers()
+    usable = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in providers]
+    if not usable:
+        return Check("onnxruntime", "FAIL", f"no CUDA or CPU provider among {providers}")
+    return Check("onnxruntime", "ok", f"{onnxruntime.__version__}, providers {', '.join(usable)}")
+
+
+def _qt() -> Check:
+    # Found, not imported: the engine never loads Qt.
+    if importlib.util.find_spec("PyQt6") is None:
+        return Check("qt", "FAIL", "PyQt6 is not installed")
+    return Check("qt", "ok", f"PyQt6 {_installed('PyQt6') or '?'}")
+
+
+def _model() -> Check:
+    manifest = MODELS_DIR / "manifest.toml"
+    if not manifest.is_file():
+        return Check("face model", "warn", f"{manifest} not found: no face model configured yet")
+    return Check("face model", "ok", f"manifest {manifest}")
+
+
+def _recording(path: Path | None) -> Check:
+    if path is None:
+        return Check("recording", "warn", "none given")
+    from station.recording import Recording
+
+    rec = Recording.open(path)
+    visible = f" + visible {rec.visible.width}x{rec.visible.height}" if rec.visible else " (thermal only)"
+    return Check(
+        "recording", "ok",
+        f"{path}: {rec.duration:.1f} s, thermal {rec.thermal.camera} {rec.thermal.width}x{rec.thermal.height}{visible}",
+    )
+
+
+def _calibration(path: Path | None, recording: Path | None) -> Check:
+    from station.profile import CalibrationProfile
+
+    if path is None and recording is not None:
+        path = recording / "calibration.toml"
+    if path is None:
+        return Check("calibration", "warn", "no profile given")
+    profile = CalibrationProfile.load(path)
+    age = profile.age_days()
+    detail = f"{path}: station {profile.station_id}, made {profile.created} ({age:.0f} days ago), " \
+             f"registration RMS {profile.registration.rms_error_px:.2f} px"
+    if profile.blackbody is None:
+        return Check("calibration", "warn", detail + "; no blackbody in the profile")
+    if age > MAX_CALIBRATION_AGE_DAYS:
+        return Check("calibration", "warn", detail + f"; older than {MAX_CALIBRATION_AGE_DAYS:.0f} days")
+    return Check("calibration", "ok", detail)
+
+
+def _cameras() -> Check:
+    from station.sources.registry import discover_cameras
+
+    found = discover_cameras()
+    if not found:
+        return Check("cameras", "warn", "none connected (recordings and the simulator still work)")
+    return Check("cameras", "ok", "; ".join(str(c.get("name", c)) for c in found))
