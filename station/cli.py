@@ -66,8 +66,8 @@ def main() -> None:
 @click.option("--thermal-camera", default="lepton", show_default=True, type=click.Choice(["lepton", "boson"]),
               help="lepton: 160x120 8.7 Hz TLinear; boson: 320x256 30 Hz raw counts.")
 @click.option("--visible-fps", default=15.0, show_default=True, type=click.FloatRange(1, 60))
-@click.option("--video", "video_format", default="mp4", show_default=True, type=click.Choice(["mp4", "mkv"]),
-              help="mp4: compact MPEG-4 (lossy); mkv: lossless FFV1, about 40x larger.")
+@click.option("--video", "video_format", default="mp4", show_default=True, type=click.Choice(["mp4", "avi", "mkv"]),
+              help="mp4: compact MPEG-4 (lossy); avi: lossless HuffYUV, fast to decode; mkv: lossless FFV1.")
 @click.option("--drift", "drift_c", default=0.8, show_default=True, type=click.FloatRange(0, 2),
               help="Amplitude of the sensor's slow drift, °C.")
 @click.option("--sensor-offset", "sensor_offset_c", default=0.0, show_default=True, type=float,
@@ -86,6 +86,10 @@ def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> 
     """
     from station.sim.simulator import Simulation, SimulationConfig, write_recording
 
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise StationError(f"{out}: the directory already holds files; choose another or add --overwrite")
+    if out.exists() and not out.is_dir():
+        raise StationError(f"{out}: exists and is not a directory")
     sim = Simulation(SimulationConfig(**settings))
     total = len(sim.visible_times) + len(sim.thermal_times)
     with click.progressbar(length=total, label=f"Simulating {sim.config.people} people", file=sys.stderr) as bar:

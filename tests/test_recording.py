@@ -115,7 +115,7 @@ def write_recording(
 
 
 def write_video(path: Path, n: int, width: int = 64, height: int = 48) -> None:
-    codec = "FFV1" if path.suffix == ".mkv" else "mp4v"
+    codec = {".mkv": "FFV1", ".avi": "HFYU", ".mp4": "mp4v"}[path.suffix]
     writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), 15.0, (width, height))
     assert writer.isOpened()
     for k in range(n):
@@ -149,6 +149,24 @@ def test_round_trip_mkv_is_lossless(good: Written) -> None:
     for got, want in zip(visible, good.visible, strict=True):
         assert np.array_equal(got.image, want.image)
         assert got.t == want.t and got.index == want.index
+
+
+def test_round_trip_avi_is_lossless_huffyuv(tmp_path: Path) -> None:
+    written = write_recording(tmp_path / "rec", ".avi")
+    rec = Recording.open(written.path)
+
+    assert rec.visible.codec == "HFYU"
+    visible = list(rec.frames("visible"))
+    assert len(visible) == N_VISIBLE
+    for got, want in zip(visible, written.visible, strict=True):
+        assert np.array_equal(got.image, want.image)
+
+
+def test_avi_frame_count_is_checked_at_open(tmp_path: Path) -> None:
+    written = write_recording(tmp_path / "rec", ".avi")
+    write_video(written.path / "visible.avi", N_VISIBLE - 2)
+    with pytest.raises(RecordingError, match="visible.avi"):
+        Recording.open(written.path)
 
 
 def test_round_trip_mp4_is_close(tmp_path: Path) -> None:
@@ -333,8 +351,8 @@ def test_writer_refuses_bad_arguments(tmp_path: Path) -> None:
         thermal_info(encoding="raw-counts")
     with pytest.raises(ValueError, match="planck"):
         thermal_info(encoding="raw-counts", planck={"R": 1.0, "B": 2.0})
-    with pytest.raises(ValueError, match=".mkv or .mp4"):
-        visible_info(".avi")
+    with pytest.raises(ValueError, match=r"\.mkv, \.avi, \.mp4"):
+        visible_info(".mov")
     with pytest.raises(ValueError, match="plain file name"):
         thermal_info(file="../thermal.npy")
     with pytest.raises(ValueError, match="width"):

@@ -355,14 +355,14 @@ def test_registry_builds_each_kind_without_opening(bus: FakeV4L2Bus, video_file:
         (
             "lepon",
             "thermal",
-            "unknown thermal source 'lepon': expected lepton, lepton:N, boson, boson:N, uvc:N "
-            "or a device index",
+            "unknown thermal source 'lepon': expected lepton, lepton:N, boson, boson:N, uvc:N, "
+            "sim, sim:SEED, sim:SEED:boson or a device index",
         ),
         (
             "/no/such/file.mp4",
             "visible",
             "unknown visible source '/no/such/file.mp4': expected a device index, "
-            "a URL such as rtsp://host/stream or an existing video file",
+            "a URL such as rtsp://host/stream, an existing video file, sim, sim:SEED or sim:SEED:boson",
         ),
         ("uvc", "thermal", "source 'uvc:N': expected a device index N after 'uvc:', got nothing"),
         ("lepton:x", "thermal", "source 'lepton:N': expected a device index N after 'lepton:', got 'x'"),
@@ -381,7 +381,7 @@ def test_registry_kinds_table_drives_parsing_and_messages(monkeypatch: pytest.Mo
     kind = SourceKind(("thermal",), ("demo",), lambda arg, stream: made.append(arg) or "x")
     monkeypatch.setitem(SOURCE_KINDS, "demo", kind)
     assert open_source("demo:abc", "thermal") == "x" and made == ["abc"]
-    with pytest.raises(SourceError, match=r"uvc:N, demo or a device index$"):
+    with pytest.raises(SourceError, match=r"sim:SEED:boson, demo or a device index$"):
         open_source("nope", "thermal")
 
 
