@@ -130,7 +130,8 @@ class VisibleStreamInfo:
             suffix = Path(self.file).suffix.lower()
             if suffix not in SUFFIX_CODECS:
                 raise ValueError(
-                    f"visible.file: expected a {', '.join(SUFFIX_CODECS)} name (or an explicit codec), got {self.file!r}"
+                    f"visible.file: expected a {', '.join(SUFFIX_CODECS)} name (or an explicit codec), "
+                    f"got {self.file!r}"
                 )
             object.__setattr__(self, "codec", SUFFIX_CODECS[suffix])
         elif not isinstance(self.codec, str) or not self.codec:
