@@ -22,7 +22,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDING = REPO_ROOT / "recordings" / "demo"
 # How the bundled demo recording was made; tests regenerate it with exactly these settings.
-DEMO_SETTINGS: dict[str, Any] = {"people": 8, "fever_fraction": 0.25, "seed": 2026, "thermal_camera": "lepton"}
+DEMO_SETTINGS: dict[str, Any] = {"people": 9, "fever_fraction": 0.25, "seed": 2028, "thermal_camera": "lepton"}
 
 
 class StationGroup(click.Group):

@@ -200,3 +200,17 @@ def test_noise_matches_the_netd(boson_sim):
 def test_boson_writes_the_emitter_size_it_claims(boson_sim):
     box = boson_sim.blackbody_box(boson_sim.rig.thermal, BLACKBODY_EMITTER_M)
     assert 15 < box[2] - box[0] < 40
+
+
+def test_truth_says_how_much_of_each_face_is_visible(sim):
+    records = sim.truth_records()
+    for record in records:
+        assert len(record["box_visible"]) == len(record["boxes"])
+        assert all(0.0 <= f <= 1.0 for f in record["box_visible"])
+    # At the station, a visitor with nobody in front is seen whole ...
+    person = sim.people[0]
+    t = _at_stop(sim, person)
+    assert sim.face_visible_fractions(t)[person.person_id] >= 0.98
+    # ... while the next visitor, walking up behind, is at times hidden by them.
+    fractions = [f for r in records for f in r["box_visible"]]
+    assert min(fractions) < 0.3

@@ -155,6 +155,23 @@ def visible_torso(person: Person) -> Texture:
     return Texture(colour, np.maximum(neck, body), TORSO_TEXEL_M, _torso_origin())
 
 
+def head_outline_m(n: int = 32) -> np.ndarray:
+    """The head's silhouette (hair and face ellipses together) in head-plane metres, for occlusion."""
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    hair = np.c_[HAIR_CENTRE_M[0] + HAIR_AXES_M[0] * np.cos(a), HAIR_CENTRE_M[1] + HAIR_AXES_M[1] * np.sin(a)]
+    chin = np.c_[FACE_CENTRE_M[0] + FACE_AXES_M[0] * np.cos(a), FACE_CENTRE_M[1] + FACE_AXES_M[1] * np.sin(a)]
+    return np.vstack([hair, chin[(chin[:, 1] > 0)]])  # the face ellipse's lower half reaches below the hair
+
+
+def torso_outline_m(n: int = 9) -> np.ndarray:
+    """Neck and shoulders (as :func:`_torso_masks` paints them) in torso-plane metres, for occlusion."""
+    bottom = TORSO_TOP_M + TORSO_SIZE_PX[1] * TORSO_TEXEL_M
+    xs = np.linspace(-0.23, 0.23, n)
+    shoulders = np.c_[xs, 0.215 + 0.9 * np.maximum(np.abs(xs) - 0.06, 0) ** 2 / 0.2]
+    neck = np.array([[-0.052, TORSO_TOP_M], [0.052, TORSO_TOP_M]])
+    return np.vstack([[[-0.23, bottom]], shoulders[: n // 2], neck, shoulders[n // 2 + 1 :], [[0.23, bottom]]])
+
+
 def _torso_masks(xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     neck = (np.clip(0.5 - (np.abs(xx) - 0.052) / 0.002, 0, 1) * (yy < 0.26)).astype(np.float32)
     shoulder_line = 0.215 + 0.9 * np.maximum(np.abs(xx) - 0.06, 0) ** 2 / 0.2

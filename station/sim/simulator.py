@@ -22,7 +22,7 @@ from station.sim.background import Room, thermal_background, visible_background
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
 from station.sim.people import Person, Pose, plan_visitors
 from station.sim.photos import face_photos
-from station.sim.render import Billboard, draw
+from station.sim.render import Billboard, billboard_axes, draw
 from station.sim.sensors import SENSORS, SensorFlaws, ThermalSensorModel
 from station.types import Frame, Stream
 
@@ -269,10 +269,37 @@ class Simulation:
         return self._head_points(pose, appearance.canthus_positions_m(person.ipd_m))
 
     def _head_points(self, pose: Pose, plane_xy: np.ndarray) -> np.ndarray:
-        from station.sim.render import billboard_axes
-
         u, v = billboard_axes(pose.yaw_deg)
         return pose.centre + plane_xy[:, :1] * u + plane_xy[:, 1:2] * v
+
+    def _torso_points(self, pose: Pose, plane_xy: np.ndarray) -> np.ndarray:
+        yaw = math.radians(pose.yaw_deg)
+        anchor = pose.centre + np.array([-math.sin(yaw), 0.0, math.cos(yaw)]) * appearance.TORSO_BEHIND_M
+        u, v = billboard_axes(pose.yaw_deg * 0.6)
+        return anchor + plane_xy[:, :1] * u + plane_xy[:, 1:2] * v
+
+    def face_visible_fractions(self, t: float) -> dict[int, float]:
+        """How much of each face the visible camera sees at t: inside the frame and not hidden behind a
+        nearer person or the blackbody. A detector cannot be blamed for a face nobody could see."""
+        cam = self.rig.visible
+        present = self.poses(t)  # farthest first
+        out = {}
+        for k, (person, pose) in enumerate(present):
+            face = cam.project(self.face_outline_m(person, pose)).astype(np.float32)
+            area = float(cv2.contourArea(face))
+            if area <= 0:
+                out[person.person_id] = 0.0
+                continue
+            mask = np.zeros((cam.height, cam.width), np.uint8)
+            cv2.fillPoly(mask, [np.rint(face).astype(np.int32)], 1)
+            for _, nearer in present[k + 1 :]:
+                for outline in (self._head_points(nearer, appearance.head_outline_m()),
+                                self._torso_points(nearer, appearance.torso_outline_m())):
+                    cv2.fillPoly(mask, [np.rint(cam.project(outline)).astype(np.int32)], 0)
+            x1, y1, x2, y2 = np.rint(self.blackbody_box(cam, appearance.BLACKBODY_HOUSING_M)).astype(int)
+            mask[max(y1, 0) : y2 + 1, max(x1, 0) : x2 + 1] = 0
+            out[person.person_id] = round(min(float(mask.sum()) / area, 1.0), 3)
+        return out
 
     def is_measurable(self, person: Person, pose: Pose) -> bool:
         """Could a correct station measure this face now? In both views, near enough, facing the cameras,
@@ -299,16 +326,20 @@ class Simulation:
         return np.array([px[:, 0].min(), px[:, 1].min(), px[:, 0].max(), px[:, 1].max()])
 
     def truth_records(self) -> list[dict]:
-        """One record per person: temperatures, when they were measurable, and their face boxes."""
+        """One record per person: temperatures, when they were measurable, and their face boxes.
+
+        ``box_visible`` runs beside ``boxes``: the share of each box's face the camera could see (0-1).
+        """
         records = []
         cam = self.rig.visible
+        visible = {float(t): self.face_visible_fractions(float(t)) for t in self.visible_times}
         for person in self.people:
             measurable = [
                 float(t) for t in self.thermal_times
                 if (pose := person.pose(float(t), self.room.camera_height_m)) is not None
                 and self.is_measurable(person, pose)
             ]
-            boxes = []
+            boxes, fractions = [], []
             for t in self.visible_times:
                 pose = person.pose(float(t), self.room.camera_height_m)
                 if pose is None:
@@ -318,6 +349,7 @@ class Simulation:
                 x2, y2 = np.clip(px.max(axis=0), 0, [cam.width, cam.height])
                 if x2 - x1 >= 2 and y2 - y1 >= 2:
                     boxes.append([round(float(t), 6), *(round(float(v), 2) for v in (x1, y1, x2, y2))])
+                    fractions.append(visible[float(t)][person.person_id])
             records.append(
                 {
                     "person": person.person_id,
@@ -326,6 +358,7 @@ class Simulation:
                     "first_visible_t": measurable[0] if measurable else None,
                     "last_visible_t": measurable[-1] if measurable else None,
                     "boxes": boxes,
+                    "box_visible": fractions,
                     "febrile": person.febrile,
                     "glasses": person.glasses,
                     "group": person.group,
