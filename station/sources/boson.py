@@ -84,13 +84,7 @@ class BosonSource(Source):
         if self._camera is not None:
             return
         flirpy_video.quieten_flirpy_logger(flirpy_boson.__name__)
-        camera = self._connect()
-        try:
-            flirpy_video.setup_video(camera, self.device, name=self.name, model="FLIR Boson")
-        except SourceError:
-            camera.close()
-            raise
-        self._camera = camera
+        self._camera = flirpy_video.setup_video(self._connect(), self.device, name=self.name, model="FLIR Boson")
 
     def _connect(self) -> flirpy_boson.Boson:
         if self.port is not None:

@@ -30,8 +30,11 @@ def quieten_flirpy_logger(module_name: str) -> None:
     logging.getLogger(module_name).setLevel(logging.ERROR)
 
 
-def setup_video(camera: Any, device: int | None, *, name: str, model: str) -> None:
+def setup_video(camera: Any, device: int | None, *, name: str, model: str) -> Any:
     """Run flirpy's ``setup_video`` and turn its failures into one-line :class:`SourceError`.
+
+    Returns the camera, ready to ``grab()``; on failure the camera is closed (serial port included)
+    before the error is raised, so a retrying capture thread never leaks a half-open device.
 
     Parameters
     ----------
@@ -42,6 +45,15 @@ def setup_video(camera: Any, device: int | None, *, name: str, model: str) -> No
     name, model
         How the message names the source (``lepton:1``) and what flirpy looked for ("PureThermal Lepton").
     """
+    try:
+        _setup_video(camera, device, name=name, model=model)
+    except SourceError:
+        camera.close()
+        raise
+    return camera
+
+
+def _setup_video(camera: Any, device: int | None, *, name: str, model: str) -> None:
     try:
         with warnings.catch_warnings(), quiet_opencv():
             # A narrow filter: catch_warnings is process-wide, and should two capture threads open at once

@@ -68,13 +68,7 @@ class LeptonSource(Source):
         if self._camera is not None:
             return
         flirpy_video.quieten_flirpy_logger(flirpy_lepton.__name__)
-        camera = flirpy_lepton.Lepton()
-        try:
-            flirpy_video.setup_video(camera, self.device, name=self.name, model="PureThermal Lepton")
-        except SourceError:
-            camera.close()
-            raise
-        self._camera = camera
+        self._camera = flirpy_video.setup_video(flirpy_lepton.Lepton(), self.device, name=self.name, model="PureThermal Lepton")
 
     def read(self) -> Frame | None:
         camera = self._camera
