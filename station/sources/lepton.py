@@ -68,7 +68,9 @@ class LeptonSource(Source):
         if self._camera is not None:
             return
         flirpy_video.quieten_flirpy_logger(flirpy_lepton.__name__)
-        self._camera = flirpy_video.setup_video(flirpy_lepton.Lepton(), self.device, name=self.name, model="PureThermal Lepton")
+        self._camera = flirpy_video.setup_video(
+            flirpy_lepton.Lepton(), self.device, name=self.name, model="PureThermal Lepton"
+        )
 
     def read(self) -> Frame | None:
         camera = self._camera
