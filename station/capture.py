@@ -81,8 +81,10 @@ class CaptureThread:
         Waits between reopen attempts; the default waits on the stop event, so :meth:`stop` cuts it
         short. A replacement (tests record the delays with one) should return within its argument.
     clock
-        Stamps the events; for cameras, the same monotonic clock their frames carry (for a replay, the
-        recording's). Outages are timed with ``time.monotonic`` regardless, since a replay clock may stop.
+        Stamps events raised before the source's first frame. After it, events are stamped on the
+        source's own timeline (the last frame's ``t`` plus the wall time since), so a replay's events are
+        on the recording's clock, as the headless contract says, and a camera's on the clock its frames
+        carry. Outages are timed with ``time.monotonic`` regardless.
 
     Notes
     -----
@@ -127,6 +129,7 @@ class CaptureThread:
         self.lost = False
         #: Why reads or opens are failing now (``None`` while frames flow), for events and ``station doctor``.
         self.last_error: str | None = None
+        self._last_frame: tuple[float, float] | None = None  # (frame t, time.monotonic() when it came)
 
     def start(self) -> None:
         self._thread.start()
@@ -166,6 +169,7 @@ class CaptureThread:
                 if self._stopping.is_set():
                     break
                 if frame is not None:
+                    self._last_frame = (frame.t, time.monotonic())
                     self.slot.put(frame)
                     failing_since = None
                     self.last_error = None
@@ -232,9 +236,15 @@ class CaptureThread:
 
     def _emit(self, kind: str, detail: str) -> None:
         try:
-            self._on_event(SystemEvent(kind, self._clock(), detail))
+            self._on_event(SystemEvent(kind, self._event_time(), detail))
         except Exception:  # the camera must keep running whatever the listener does
             log.exception("on_event failed for %s", kind)
+
+    def _event_time(self) -> float:
+        if self._last_frame is None:
+            return self._clock()
+        frame_t, came_at = self._last_frame
+        return frame_t + (time.monotonic() - came_at)
 
     def _label(self) -> str:
         return f"{self.source.stream} source {self.source.name}"

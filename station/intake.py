@@ -130,6 +130,7 @@ def open_intake(
     calibration: Path | None,
     *,
     fast: bool = False,
+    speed: float = 1.0,
     status: object = sys.stderr,
 ) -> Iterator[Intake]:
     """Build the intake the command line asked for, checking every input before any thread starts."""
@@ -137,8 +138,8 @@ def open_intake(
         if visible_spec or thermal_spec:
             raise StationError("--recording replays both streams: give it without --visible/--thermal")
         rec = Recording.open(recording)
-        thermal: Source = ReplaySource(rec, "thermal", realtime=not fast)
-        visible: Source | None = ReplaySource(rec, "visible", realtime=not fast) if rec.visible else None
+        thermal: Source = ReplaySource(rec, "thermal", realtime=not fast, speed=speed)
+        visible: Source | None = ReplaySource(rec, "visible", realtime=not fast, speed=speed) if rec.visible else None
         profile_path = calibration or (rec.calibration_path if rec.calibration_path else None)
         label = f"recording {recording}: {_describe_recording(rec)}"
     else:

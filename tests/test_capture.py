@@ -167,7 +167,11 @@ def test_finished_file_emits_source_finished_and_ends(tmp_path: Path) -> None:
     thread.start()
     thread.join(2.0)
     assert not thread.is_alive() and thread.source_finished
-    assert rec.events == [SystemEvent("source_finished", 42.0, f"visible source {path}: no more frames")]
+    # Stamped on the file's own timeline (its last frame is at 2/25 s), not with the injected clock,
+    # which only stamps events raised before any frame has come.
+    [event] = rec.events
+    assert (event.kind, event.detail) == ("source_finished", f"visible source {path}: no more frames")
+    assert 2 / 25 <= event.t < 2 / 25 + 0.5
     assert slot.latest().index == 2
 
 

@@ -98,3 +98,13 @@ def test_headless_commands_never_load_qt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_replay_events_are_on_the_recordings_clock(recording):
+    rec = Recording.open(recording)
+    with open_intake(None, None, recording, None, fast=False, speed=8.0, status=None) as intake:
+        items = list(intake.run())
+        closing = intake.finish()
+    finished = [e for e in [*items, *closing] if isinstance(e, SystemEvent) and e.kind == "source_finished"]
+    assert len(finished) == 2
+    assert all(0 <= e.t <= rec.duration + 0.5 for e in finished), [e.t for e in finished]
