@@ -110,3 +110,136 @@ class SystemEvent:
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "system", "kind": self.kind, "t": round(float(self.t), 4), "detail": self.detail}
+
+
+def _check_array(owner: str, array: np.ndarray, shape_tail: tuple[int, ...], n: int | None = None) -> None:
+    """Raise with 'expected X, got Y' unless ``array`` is (n, *shape_tail) (any n when None)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{owner}: expected a numpy array, got {type(array).__name__}")
+    expected = ("N" if n is None else str(n),) + tuple(str(d) for d in shape_tail)
+    ok = array.ndim == 1 + len(shape_tail) and array.shape[1:] == shape_tail and (n is None or len(array) == n)
+    if not ok:
+        want = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
+        raise ValueError(f"{owner}: expected shape {want}, got {tuple(array.shape)}")
+
+
+@dataclass(frozen=True, eq=False)
+class Faces:
+    """Faces found in one visible frame, column-oriented (one row per face), in visible pixels.
+
+    ``landmarks`` are CenterFace's five points per face: left eye, right eye (as they appear in the
+    image), nose tip, left and right mouth corner. Index with a boolean mask or integer array to keep
+    some faces: ``faces[faces.score > 0.5]``.
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    landmarks: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xyxy", np.asarray(self.xyxy, dtype=np.float32))
+        object.__setattr__(self, "score", np.asarray(self.score, dtype=np.float32))
+        object.__setattr__(self, "landmarks", np.asarray(self.landmarks, dtype=np.float32))
+        _check_array("Faces.xyxy", self.xyxy, (4,))
+        n = len(self.xyxy)
+        _check_array("Faces.score", self.score, (), n)
+        _check_array("Faces.landmarks", self.landmarks, (5, 2), n)
+
+    @classmethod
+    def empty(cls) -> Faces:
+        return cls(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2)))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index) -> Faces:
+        if isinstance(index, int | np.integer):
+            index = [int(index)]
+        return Faces(self.xyxy[index], self.score[index], self.landmarks[index])
+
+    @property
+    def eyes(self) -> np.ndarray:
+        """(N, 2, 2): the two eye landmarks of each face."""
+        return self.landmarks[:, :2]
+
+    @property
+    def eye_distance_px(self) -> np.ndarray:
+        """(N,) pixels between the eyes: the station's ruler for distance and ROI size."""
+        return np.linalg.norm(self.landmarks[:, 1] - self.landmarks[:, 0], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class ThermalImage:
+    """A thermal frame converted to °C (after gain/offset and the blackbody correction, if any)."""
+
+    celsius: np.ndarray
+    raw: np.ndarray
+    t: float
+    index: int
+    blackbody_error_c: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.celsius, np.ndarray) and self.celsius.ndim == 2 and self.celsius.dtype == np.float32):
+            got = _describe(self.celsius) if isinstance(self.celsius, np.ndarray) else type(self.celsius).__name__
+            raise ValueError(f"ThermalImage.celsius: expected (H,W) float32, got {got}")
+        if self.raw.shape != self.celsius.shape:
+            raise ValueError(
+                f"ThermalImage.raw: expected shape {self.celsius.shape} like celsius, got {self.raw.shape}"
+            )
+
+
+QUALITY_FLAGS = frozenset({"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "motion"})
+LEVELS = ("normal", "elevated", "fever", "retry")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One face in one frame pair: its canthus temperature, or the reasons it could not be trusted."""
+
+    track_id: int
+    skin_c: float | None
+    canthus_px: tuple[float, float] | None
+    thermal_xyxy: tuple[float, float, float, float]
+    distance_m: float
+    quality: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.quality) - QUALITY_FLAGS
+        if unknown:
+            raise ValueError(f"Measurement.quality: expected flags from {sorted(QUALITY_FLAGS)}, got {sorted(unknown)}")
+
+    @property
+    def good(self) -> bool:
+        return not self.quality and self.skin_c is not None
+
+
+@dataclass(frozen=True)
+class ScreeningDecision:
+    """The one decision the station makes per person, as the headless contract prints it."""
+
+    track_id: int
+    t_first_seen: float
+    t_decided: float
+    skin_c: float | None
+    body_c: float | None
+    level: str
+    quality: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"ScreeningDecision.level: expected one of {LEVELS}, got {self.level!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(float(v), 2)
+
+        return {
+            "type": "screening",
+            "track_id": self.track_id,
+            "t_first_seen": round(self.t_first_seen, 4),
+            "t_decided": round(self.t_decided, 4),
+            "skin_c": r(self.skin_c),
+            "body_c": r(self.body_c),
+            "level": self.level,
+            "quality": sorted(self.quality),
+        }
