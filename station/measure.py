@@ -1,0 +1,177 @@
+"""Skin temperature at the inner canthi, and the reasons a reading must be withheld.
+
+IEC 80601-2-59 and the FDA's guidance both point at the inner canthus: it sits over branches of the
+ophthalmic artery and tracks core temperature better than any other spot on the face. Each canthus
+region of interest (ROI) is centred a quarter of the eye-to-eye distance inward from its eye landmark
+and spans a quarter of that distance. The reading is the hotter canthus's *robust* maximum, the
+highest 3x3 mean inside the ROI: a single hot pixel is as likely noise as skin, while a 3x3 mean
+needs the canthus to cover the 3x3 pixels the standard asks for.
+
+Everything here is a pure function of arrays, so it is tested on synthetic frames and simulator
+renders alike, without cameras or Qt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CANTHUS_INWARD = 0.25  # ROI centre: this fraction of the eye distance inward from each eye landmark
+ROI_SIDE = 0.25  # ROI side: this fraction of the eye distance
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """Thresholds of the quality checks, with the reasoning behind each default.
+
+    min_roi_px
+        The standard's minimum: a canthus must span 3x3 detector pixels, else the reading mixes in
+        cooler skin and the person is asked to step closer.
+    max_nose_offset
+        Off-axis: the nose tip's sideways offset from the eye midpoint, as a share of the eye distance.
+        About 0.2 is a head turned ~20°, beyond which the canthi are foreshortened and partly hidden.
+    glasses_margin_c
+        Spectacle lenses are opaque in the long-wave infrared and read near room temperature; canthi
+        are the warmest skin. If the canthus ROIs read colder than the cheeks by this much, the eyes
+        are covered.
+    max_shift_px
+        Motion: the visible and thermal frames are up to half a frame period apart, so a moving face
+        lands displaced on the thermal image by its speed times that skew; above a pixel the ROI may
+        miss the canthus.
+    nearby_face_ratio
+        Several faces: only another face at least this large relative to the measured one (by eye
+        distance) is close enough to share the measurement zone; people far behind do not count.
+    """
+
+    min_roi_px: float = 3.0
+    max_nose_offset: float = 0.2
+    glasses_margin_c: float = 0.5
+    max_shift_px: float = 1.0
+    nearby_face_ratio: float = 0.6
+
+
+def canthus_centres(eyes: np.ndarray) -> np.ndarray:
+    """(..., 2, 2) eye landmarks -> (..., 2, 2) canthus ROI centres, each moved toward the other eye."""
+    eyes = np.asarray(eyes, dtype=np.float64)
+    left, right = eyes[..., 0, :], eyes[..., 1, :]
+    step = CANTHUS_INWARD * (right - left)
+    return np.stack([left + step, right - step], axis=-2)
+
+
+def canthus_rois(eyes: np.ndarray) -> tuple[np.ndarray, float]:
+    """The two ROIs as (2, 4) x1, y1, x2, y2 float boxes, and their side in pixels."""
+    centres = canthus_centres(eyes)
+    side = ROI_SIDE * float(np.linalg.norm(eyes[1] - eyes[0]))
+    half = side / 2.0
+    return np.concatenate([centres - half, centres + half], axis=-1), side
+
+
+def mean3x3(celsius: np.ndarray) -> np.ndarray:
+    """Each pixel's 3x3 neighbourhood mean, computed once per frame and shared by every face."""
+    return cv2.blur(np.asarray(celsius, dtype=np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+
+
+def roi_max(smoothed: np.ndarray, box: np.ndarray) -> tuple[float, tuple[float, float]] | None:
+    """Highest value of the smoothed frame whose pixel centre lies in the box, and where it is."""
+    h, w = smoothed.shape
+    x1, y1 = int(np.ceil(box[0] - 0.5)), int(np.ceil(box[1] - 0.5))
+    x2, y2 = int(np.floor(box[2] - 0.5)) + 1, int(np.floor(box[3] - 0.5)) + 1
+    x1, y1, x2, y2 = max(x1, 1), max(y1, 1), min(x2, w - 1), min(y2, h - 1)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    patch = smoothed[y1:y2, x1:x2]
+    iy, ix = np.unravel_index(int(np.argmax(patch)), patch.shape)
+    return float(patch[iy, ix]), (float(x1 + ix), float(y1 + iy))
+
+
+def region_median(celsius: np.ndarray, centre: np.ndarray, half: float) -> float | None:
+    h, w = celsius.shape
+    x1, y1 = max(int(round(centre[0] - half)), 0), max(int(round(centre[1] - half)), 0)
+    x2, y2 = min(int(round(centre[0] + half)) + 1, w), min(int(round(centre[1] + half)) + 1, h)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return float(np.median(celsius[y1:y2, x1:x2]))
+
+
+def nose_offset(visible_landmarks: np.ndarray) -> float:
+    """Sideways offset of the nose tip from the eye midpoint, as a share of the eye distance."""
+    lm = np.asarray(visible_landmarks, dtype=np.float64)
+    eyes = lm[1] - lm[0]
+    distance = float(np.linalg.norm(eyes))
+    if distance <= 0:
+        return float("inf")
+    across = eyes / distance
+    return abs(float(np.dot(lm[2] - (lm[0] + lm[1]) / 2.0, across))) / distance
+
+
+@dataclass(frozen=True)
+class CanthusReading:
+    """What one face gave on one thermal frame: the apparent canthus °C (emissivity 1) and the flags."""
+
+    apparent_c: float | None
+    canthus_px: tuple[float, float] | None
+    roi_side_px: float
+    quality: frozenset[str]
+
+
+def read_canthus(
+    celsius: np.ndarray,
+    smoothed: np.ndarray,
+    thermal_landmarks: np.ndarray,
+    visible_landmarks: np.ndarray,
+    settings: MeasureSettings = MeasureSettings(),
+) -> CanthusReading:
+    """Read one face's canthi on a thermal frame, flagging what the geometry and the heat rule out.
+
+    ``too_far`` and ``off_axis`` are judged before anything is read: a face that is not measurable
+    gets no temperature at all, so nothing half-trusted can reach a guard. ``glasses`` compares the
+    canthus ROIs with the cheeks below them.
+    """
+    eyes = np.asarray(thermal_landmarks, dtype=np.float64)[:2]
+    rois, side = canthus_rois(eyes)
+    flags: set[str] = set()
+    if side < settings.min_roi_px:
+        flags.add("too_far")
+    if nose_offset(visible_landmarks) > settings.max_nose_offset:
+        flags.add("off_axis")
+    if flags:
+        return CanthusReading(None, None, side, frozenset(flags))
+
+    readings = [roi_max(smoothed, box) for box in rois]
+    if any(r is None for r in readings):
+        return CanthusReading(None, None, side, frozenset({"off_axis"}))  # a canthus outside the image
+    best_c, best_px = max(readings, key=lambda r: r[0])  # type: ignore[index, arg-type]
+
+    distance = float(np.linalg.norm(eyes[1] - eyes[0]))
+    down = np.array([-(eyes[1] - eyes[0])[1], (eyes[1] - eyes[0])[0]]) / max(distance, 1e-9)
+    if down[1] < 0:
+        down = -down
+    cheeks = [
+        region_median(celsius, eye + 0.55 * distance * down, 0.12 * distance + 0.5) for eye in eyes
+    ]
+    canthi = [region_median(celsius, (box[:2] + box[2:]) / 2, side / 2) for box in rois]
+    if None not in cheeks and None not in canthi:
+        if max(canthi) < max(cheeks) - settings.glasses_margin_c:  # type: ignore[type-var]
+            flags.add("glasses")
+    if flags:
+        return CanthusReading(None, None, side, frozenset(flags))
+    return CanthusReading(best_c, best_px, side, frozenset())
+
+
+def several_faces(eye_distances_px: np.ndarray, measurable: np.ndarray, ratio: float) -> np.ndarray:
+    """(N,) True for each face that shares the measurement zone with another nearby face.
+
+    A face counts as nearby when it is itself measurable or at least ``ratio`` of this face's size:
+    two people side by side at the station, not a queue stretching back down the hall.
+    """
+    d = np.asarray(eye_distances_px, dtype=np.float64)
+    m = np.asarray(measurable, dtype=bool)
+    n = len(d)
+    out = np.zeros(n, dtype=bool)
+    for i in range(n):
+        others = np.arange(n) != i
+        out[i] = bool(np.any(others & (m | (d >= ratio * d[i]))))
+    return out & m
+

@@ -1,0 +1,165 @@
+"""Who is who across frames, and exactly one decision per person.
+
+A guard needs one answer per visitor, fast: not a flickering number per frame. Each track gathers the
+good canthus readings of one face; it is decided as soon as it has enough of them (3 readings over at
+least 0.2 s, so one noisy frame cannot decide), and at the latest 1 s after it first became measurable
+(then with whatever good readings it has, or ``retry`` with the reasons). A face that leaves before
+it was decided also gets ``retry``, so nobody walks through unscreened without the guard being told.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from station.types import ScreeningDecision
+
+# Flags that say a face is not (yet) measurable at all, as opposed to measurable but spoiled.
+GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """min_samples and min_span_s: enough agreeing readings; max_wait_s: the latest a decision may come
+    after the face first became measurable; max_gap_s: how long a face may vanish (a detector miss,
+    someone passing in front) before its track ends; min_iou: box overlap to continue a track."""
+
+    min_samples: int = 3
+    min_span_s: float = 0.2
+    max_wait_s: float = 1.0
+    max_gap_s: float = 0.6
+    min_iou: float = 0.3
+
+
+@dataclass
+class Track:
+    track_id: int
+    first_seen: float
+    last_seen: float
+    box: np.ndarray
+    velocity_px_s: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    first_measurable: float | None = None
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C)
+    flags: Counter = field(default_factory=Counter)
+    frames_seen: int = 1
+    decided: bool = False
+
+    def owes_retry(self, min_frames: int = 3) -> bool:
+        """Left undecided after coming into measuring range (seen steadily, not a one-frame false face):
+        the guard must be told. Someone who never came into range was not there to be screened."""
+        return not self.decided and self.first_measurable is not None and self.frames_seen >= min_frames
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.box[:2] + self.box[2:]) / 2.0
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection over union of xyxy boxes."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+class Tracker:
+    """Greedy IoU tracking with constant-velocity prediction: faces at an entrance move slowly and
+    rarely cross, so the simplest tracker that survives a missed frame is the right one."""
+
+    def __init__(self, settings: TrackSettings = TrackSettings()) -> None:
+        self.settings = settings
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def update(self, t: float, boxes: np.ndarray) -> np.ndarray:
+        """Assign a track id to each box (N,4) seen at t; returns the (N,) ids."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        live = [tr for tr in self.tracks.values() if t - tr.last_seen <= self.settings.max_gap_s]
+        ids = np.zeros(len(boxes), dtype=np.int64)
+        if live and len(boxes):
+            predicted = np.array([tr.box + np.tile(tr.velocity_px_s * (t - tr.last_seen), 2) for tr in live])
+            iou = iou_matrix(predicted, boxes)
+            while True:
+                k, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
+                if iou[k, j] < self.settings.min_iou:
+                    break
+                self._continue(live[k], t, boxes[j])
+                ids[j] = live[k].track_id
+                iou[k, :] = -1
+                iou[:, j] = -1
+        for j in np.flatnonzero(ids == 0):
+            track = Track(self._next_id, t, t, boxes[j].copy())
+            self.tracks[track.track_id] = track
+            ids[j] = track.track_id
+            self._next_id += 1
+        return ids
+
+    def _continue(self, track: Track, t: float, box: np.ndarray) -> None:
+        dt = t - track.last_seen
+        if dt > 0:
+            velocity = ((box[:2] + box[2:]) / 2.0 - track.centre) / dt
+            track.velocity_px_s = 0.5 * track.velocity_px_s + 0.5 * velocity
+        track.box = box.copy()
+        track.last_seen = t
+        track.frames_seen += 1
+
+    def ended(self, t: float) -> list[Track]:
+        """Tracks not seen for longer than the gap allows: those people have left. Removed here."""
+        gone = [tr for tr in self.tracks.values() if t - tr.last_seen > self.settings.max_gap_s]
+        for tr in gone:
+            del self.tracks[tr.track_id]
+        return gone
+
+
+def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str]) -> None:
+    """Record what one frame said about a track's face."""
+    if not (quality & GEOMETRY_FLAGS) and track.first_measurable is None:
+        track.first_measurable = t
+    if skin_c is not None and not quality:
+        track.samples.append((t, float(skin_c)))
+    for flag in quality:
+        track.flags[flag] += 1
+
+
+def ready(track: Track, t: float, settings: TrackSettings) -> bool:
+    """Whether this track should be decided now (it has enough, or its time is up)."""
+    if track.decided or track.first_measurable is None:
+        return False
+    if len(track.samples) >= settings.min_samples:
+        span = track.samples[-1][0] - track.samples[0][0]
+        if span >= settings.min_span_s:
+            return True
+    return t - track.first_measurable >= settings.max_wait_s
+
+
+def decide(track: Track, t: float, level_of: Callable) -> ScreeningDecision:
+    """The track's one decision: the median of its good readings, or ``retry`` with why.
+
+    ``level_of(skin_c | None, quality) -> (level, body_c)`` is the alarm policy's verdict.
+    """
+    track.decided = True
+    if track.samples:
+        skin = float(np.median([s for _, s in track.samples]))
+        level, body = level_of(skin, frozenset())
+        return ScreeningDecision(track.track_id, track.first_seen, t, skin, body, level, frozenset())
+    reasons = _main_reasons(track)
+    level, body = level_of(None, reasons)
+    return ScreeningDecision(track.track_id, track.first_seen, t, None, body, level, reasons)
+
+
+def _main_reasons(track: Track) -> frozenset[str]:
+    """The flags that kept this face from being measured: those seen in at least a third of its frames."""
+    if not track.flags:
+        return frozenset({"too_far"}) if track.first_measurable is None else frozenset({"motion"})
+    top = max(track.flags.values())
+    return frozenset(flag for flag, n in track.flags.items() if n >= top / 3)

@@ -1,0 +1,134 @@
+"""Canthus measurement and per-person decisions, on synthetic thermal frames with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from station.measure import (
+    MeasureSettings,
+    canthus_centres,
+    canthus_rois,
+    mean3x3,
+    nose_offset,
+    read_canthus,
+    several_faces,
+)
+from station.track import Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
+
+
+def face_frame(eye_distance: float = 16.0, canthus_c: float = 35.5, glasses: bool = False):
+    """A 120x160 frame at 22 °C with a 34 °C face, hot 4x4 canthi where the measurement should look."""
+    img = np.full((120, 160), 22.0, np.float32)
+    cx, cy = 80.0, 50.0
+    yy, xx = np.mgrid[0:120, 0:160]
+    img[((xx - cx) / (eye_distance * 1.1)) ** 2 + ((yy - cy - 6) / (eye_distance * 1.5)) ** 2 < 1] = 34.0
+    eyes = np.array([[cx - eye_distance / 2, cy], [cx + eye_distance / 2, cy]])
+    for k, (x, y) in enumerate(canthus_centres(eyes)):
+        img[int(round(y)) - 2 : int(round(y)) + 2, int(round(x)) - 2 : int(round(x)) + 2] = canthus_c - 0.2 * k
+    if glasses:
+        for x, y in eyes:
+            img[int(y) - 3 : int(y) + 4, int(x) - 7 : int(x) + 8] = 24.5
+    landmarks = np.array([*eyes, [cx, cy + 0.5 * eye_distance], [cx - 5, cy + 12], [cx + 5, cy + 12]])
+    return img, landmarks
+
+
+def test_rois_sit_a_quarter_eye_distance_inward():
+    eyes = np.array([[100.0, 50.0], [140.0, 50.0]])
+    centres = canthus_centres(eyes)
+    assert np.allclose(centres, [[110, 50], [130, 50]])
+    rois, side = canthus_rois(eyes)
+    assert side == pytest.approx(10.0)
+    assert np.allclose(rois[0], [105, 45, 115, 55])
+
+
+def test_hotter_canthus_robust_max_is_the_reading():
+    img, lm = face_frame()
+    reading = read_canthus(img, mean3x3(img), lm, lm)
+    assert reading.quality == frozenset()
+    assert reading.apparent_c == pytest.approx(35.5, abs=1e-4)  # a 3x3 mean inside the 4x4 hot patch
+    assert reading.canthus_px[0] < 80  # the left (hotter) canthus
+
+
+def test_a_single_hot_pixel_is_not_a_canthus():
+    img, lm = face_frame(canthus_c=34.0)
+    img[50, 76] = 45.0  # one noisy pixel in the ROI
+    reading = read_canthus(img, mean3x3(img), lm, lm)
+    assert reading.apparent_c < 36.0
+
+
+def test_too_far_when_the_roi_is_under_three_pixels():
+    img, lm = face_frame(eye_distance=10.0)
+    reading = read_canthus(img, mean3x3(img), lm, lm)
+    assert reading.quality == {"too_far"} and reading.apparent_c is None
+
+
+def test_off_axis_from_the_nose_offset():
+    img, lm = face_frame()
+    turned = lm.copy()
+    turned[2, 0] += 0.35 * 16
+    assert nose_offset(turned) == pytest.approx(0.35)
+    assert read_canthus(img, mean3x3(img), lm, turned).quality == {"off_axis"}
+
+
+def test_glasses_when_the_eyes_read_colder_than_the_cheeks():
+    img, lm = face_frame(glasses=True)
+    reading = read_canthus(img, mean3x3(img), lm, lm)
+    assert reading.quality == {"glasses"} and reading.apparent_c is None
+
+
+def test_several_faces_only_counts_faces_in_the_zone():
+    # Two people side by side at the station, one far behind.
+    ratio = MeasureSettings().nearby_face_ratio
+    flags = several_faces(np.array([16.0, 15.0, 4.0]), np.array([True, True, False]), ratio)
+    assert flags.tolist() == [True, True, False]
+    alone = several_faces(np.array([16.0, 4.0]), np.array([True, False]), 0.6)
+    assert alone.tolist() == [False, False]
+
+
+def test_tracker_keeps_identity_and_ends_tracks():
+    tracker = Tracker()
+    a = tracker.update(0.0, np.array([[100, 100, 200, 220], [400, 100, 480, 200]]))
+    b = tracker.update(0.1, np.array([[405, 102, 485, 202], [104, 101, 204, 221]]))
+    assert b.tolist() == [a[1], a[0]]
+    assert tracker.ended(0.2) == []
+    gone = tracker.ended(0.1 + TrackSettings().max_gap_s + 0.01)
+    assert sorted(t.track_id for t in gone) == sorted(a.tolist())
+    assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
+
+
+def level_of(skin, quality):
+    if skin is None:
+        return "retry", None
+    body = skin + 1.24
+    return ("fever" if body >= 38.0 else "elevated" if body >= 37.3 else "normal"), body
+
+
+def test_decided_after_three_readings_over_a_fifth_of_a_second():
+    tracker = Tracker()
+    [tid] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    track = tracker.tracks[tid]
+    for t, skin in [(0.0, 35.9), (0.115, 36.1), (0.23, 36.0)]:
+        add_reading(track, t, skin, frozenset())
+        if t < 0.2:
+            assert not ready(track, t, TrackSettings())
+    assert ready(track, 0.23, TrackSettings())
+    decision = decide(track, 0.23, level_of)
+    assert decision.skin_c == pytest.approx(36.0) and decision.level == "normal"
+    assert decision.body_c == pytest.approx(37.24)
+    assert not ready(track, 0.3, TrackSettings()), "decided once"
+
+
+def test_spoiled_readings_give_retry_with_the_reason_within_a_second():
+    tracker = Tracker()
+    [tid] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    track = tracker.tracks[tid]
+    add_reading(track, 0.0, None, frozenset({"too_far"}))
+    assert track.first_measurable is None
+    for k in range(9):
+        add_reading(track, 0.2 + 0.115 * k, None, frozenset({"glasses"}))
+    assert track.first_measurable == pytest.approx(0.2)
+    assert not ready(track, 1.15, TrackSettings())
+    assert ready(track, 1.2, TrackSettings())
+    decision = decide(track, 1.2, level_of)
+    assert decision.level == "retry" and decision.quality == {"glasses"} and decision.skin_c is None
