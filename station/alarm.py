@@ -1,0 +1,460 @@
+"""From a skin reading to an alarm level, and the alarms a guard has yet to deal with.
+
+Everything here is pure: no clock (times are passed in, on the recording's or cameras' timeline), no
+files, no threads. Replays and tests therefore get the very decisions a live station would.
+
+Levels
+------
+``normal``, ``elevated`` and ``fever`` for a person who was measured, ``retry`` for one who was not
+(``skin_c is None``: too far, glasses, moving...). ``retry`` is not an alarm: the guard asks the person
+to stand still in front of the camera again, nothing is latched and nothing feeds the baseline.
+
+Absolute and relative mode
+--------------------------
+*Absolute* compares the body temperature with fixed thresholds (37.3 °C elevated, 38.0 °C fever).
+*Relative* is FLIR's "Elevated Skin Temperature" (EST) screening: the station keeps a baseline, the
+trimmed mean of the last ``baseline_size`` normal people, and raises its alarm at baseline +
+``relative_margin_c``. It exists because skin temperature follows the room and the season: on a cold
+morning everybody reads 0.5-1 °C low and a fixed threshold misses fevers, while a threshold that
+follows the crowd does not. EST has one alarm level; we map it onto ours as
+
+* ``elevated`` at baseline + margin: EST's own alarm, the part of the decision that is relative;
+* ``fever`` at the absolute ``fever_c``, in both modes. A reading the absolute scale already calls a
+  fever is never hidden because the baseline happens to be high (a warm hall, a run of people coming
+  in from the sun): the relative mode can only *add* alarms on cold days, never remove the plain one.
+
+Until the baseline has ``baseline_size`` samples (station just started) relative mode falls back to
+the absolute thresholds, so the first people of the day are screened like any others.
+
+Hysteresis with one decision per person
+---------------------------------------
+Hysteresis is usually about one signal wandering around a threshold. Here every person gets exactly
+one decision, so there is no per-person signal to chatter, and a rule like "after an alarm, alarm
+the next person at threshold - h" would be wrong: it makes a stranger's verdict depend on who stood
+in the queue before them, which is unfair, unexplainable and raises false alarms behind every
+febrile visitor. So decisions of different people never influence each other's thresholds directly.
+Where the same reading *can* hover at a threshold is in three places, and ``hysteresis_c`` (h) is
+used in exactly those:
+
+1. **Re-measures.** A guard who doubts an alarm asks the person to be measured again
+   (:meth:`AlarmPolicy.expect_remeasure`). A reading 0.05 °C under the threshold after one 0.05 °C
+   over it is noise (NETD alone is 0.05 K), not a recovery, so for the next decision within
+   ``remeasure_window_s`` the thresholds at and below the alarmed level are lowered by h: the alarm
+   is cleared by a re-measure only if it reads clearly (>= h) below. The station has no identities,
+   so "the next decision" is assumed to be the re-measured person; if it is someone else the only
+   effect is that they are judged h stricter, which errs on the safe side.
+2. **The baseline's feed.** Only clean ``normal`` decisions feed the relative baseline, and only those
+   at least h under the elevated threshold in effect. Borderline normals are the ones most likely to
+   be a mis-read alarm, and letting them in would walk the baseline up towards them, and the
+   threshold with it: the ratchet by which a slowly warming queue hides its fevers.
+3. **The baseline's threshold.** The baseline in effect moves only when the freshly computed trimmed
+   mean has moved at least h from it. Without that dead band the relative threshold shifts by a few
+   hundredths with every person and two consecutive people with the same reading can get different
+   verdicts; with it the threshold is a number the guard can read off the screen and that holds
+   until the crowd has really changed.
+
+Body temperatures are rounded to 0.01 °C before they are classified, so the value shown and logged
+is the value that was judged (37.30 is elevated, never "37.30 but normal").
+
+Latch
+-----
+:class:`AlarmLatch` holds raised alarms until a guard acknowledges each one; several queue in the
+order they were raised, and later normal decisions never clear them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from station.errors import StationError
+from station.types import QUALITY_FLAGS, ScreeningDecision
+
+AlarmMode = Literal["absolute", "relative"]
+MODES: tuple[str, ...] = ("absolute", "relative")
+ALARM_LEVELS: tuple[str, ...] = ("elevated", "fever")
+#: What a guard did about an alarm; the event store keeps the same vocabulary.
+ACK_ACTIONS: tuple[str, ...] = ("cleared_secondary_check", "referred", "re_measure")
+
+# A reading within a micro-degree of a threshold is *at* it: guards against binary floating point
+# turning 37.3 into 37.29999999999 on its way through arithmetic.
+_EPS_C = 1e-6
+
+
+def _finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"AlarmSettings.{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """How readings become alarm levels. All temperatures in °C.
+
+    Parameters
+    ----------
+    mode
+        ``"absolute"`` (fixed thresholds) or ``"relative"`` (FLIR EST style, see the module notes).
+    skin_to_body_offset_c
+        Body = canthus skin + this. 1.24 °C is the mean offset of the FDA facial/oral study with a FLIR
+        camera; ``station body-model fit`` replaces it with a station's own.
+    elevated_c, fever_c
+        Body temperatures at and above which a person is ``elevated`` / ``fever``.
+    relative_margin_c
+        Relative mode: the alarm sits this far above the baseline.
+    baseline_size
+        Relative mode: how many recent normal people the baseline is the trimmed mean of.
+    baseline_trim
+        Fraction cut from *each* end before averaging (0.2 of 10 drops the 2 coolest and 2 warmest), so
+        one person fresh from the cold or an undetected febrile one does not move the baseline.
+    hysteresis_c
+        The dead band used for re-measures and the baseline (module notes). Must stay well under the
+        margin: the baseline ignores a band of this width under the threshold, and a band as wide as
+        half the margin would bias it towards the coolest people.
+    remeasure_window_s
+        How long after a guard asks for a re-measure the next decision counts as that re-measure.
+    """
+
+    mode: AlarmMode = "absolute"
+    skin_to_body_offset_c: float = 1.24
+    elevated_c: float = 37.3
+    fever_c: float = 38.0
+    relative_margin_c: float = 1.0
+    baseline_size: int = 10
+    baseline_trim: float = 0.2
+    hysteresis_c: float = 0.1
+    remeasure_window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"AlarmSettings.mode: expected one of {MODES}, got {self.mode!r}")
+        offset = _finite("skin_to_body_offset_c", self.skin_to_body_offset_c)
+        if not 0.0 <= offset <= 5.0:
+            raise ValueError(f"AlarmSettings.skin_to_body_offset_c: expected 0 to 5 °C, got {offset}")
+        elevated = _finite("elevated_c", self.elevated_c)
+        fever = _finite("fever_c", self.fever_c)
+        if not 30.0 <= elevated < fever <= 45.0:
+            raise ValueError(
+                "AlarmSettings: expected 30 <= elevated_c < fever_c <= 45 °C, "
+                f"got elevated_c={elevated}, fever_c={fever}"
+            )
+        margin = _finite("relative_margin_c", self.relative_margin_c)
+        if not margin > 0.0:
+            raise ValueError(f"AlarmSettings.relative_margin_c: expected > 0 °C, got {margin}")
+        size = self.baseline_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"AlarmSettings.baseline_size: expected an integer >= 1, got {size!r}")
+        trim = _finite("baseline_trim", self.baseline_trim)
+        if not 0.0 <= trim < 0.5:
+            raise ValueError(f"AlarmSettings.baseline_trim: expected 0 <= trim < 0.5, got {trim}")
+        h = _finite("hysteresis_c", self.hysteresis_c)
+        if not 0.0 <= h < margin / 2:
+            raise ValueError(
+                "AlarmSettings.hysteresis_c: expected 0 <= hysteresis_c < relative_margin_c / 2 "
+                f"= {margin / 2}, got {h}"
+            )
+        window = _finite("remeasure_window_s", self.remeasure_window_s)
+        if window < 0.0:
+            raise ValueError(f"AlarmSettings.remeasure_window_s: expected >= 0 s, got {window}")
+
+
+def body_from_skin(skin_c: float, settings: AlarmSettings) -> float:
+    """Body temperature from canthus skin temperature: a constant offset (the FDA study's model)."""
+    return float(skin_c) + settings.skin_to_body_offset_c
+
+
+def trimmed_mean(values: Iterable[float], trim: float) -> float:
+    """Mean after cutting ``floor(trim * n)`` values from each end (as ``scipy.stats.trim_mean``)."""
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
+        raise ValueError("trimmed_mean: expected at least one value, got none")
+    k = int(trim * len(ordered))
+    kept = ordered[k : len(ordered) - k]
+    return sum(kept) / len(kept)
+
+
+def elevated_threshold(settings: AlarmSettings, baseline_c: float | None = None) -> float:
+    """The body temperature at which ``elevated`` starts, given the mode and the baseline (if any)."""
+    if settings.mode == "relative" and baseline_c is not None:
+        return baseline_c + settings.relative_margin_c
+    return settings.elevated_c
+
+
+def classify(
+    body_c: float,
+    settings: AlarmSettings,
+    baseline_c: float | None = None,
+    *,
+    held_level: str | None = None,
+) -> str:
+    """The level of one body temperature: ``normal``, ``elevated`` or ``fever``.
+
+    Parameters
+    ----------
+    body_c
+        Body temperature, °C.
+    settings
+        Thresholds and mode.
+    baseline_c
+        Relative mode's baseline; ``None`` (not enough people yet) falls back to absolute thresholds.
+        Ignored in absolute mode.
+    held_level
+        The level of an alarm this reading re-measures: thresholds at and below it are lowered by
+        ``hysteresis_c``, so noise alone cannot clear it (module notes).
+
+    Thresholds are inclusive: a reading exactly at one has that level.
+    """
+    body = float(body_c)
+    if not math.isfinite(body):
+        raise ValueError(f"classify: expected a finite body temperature, got {body_c!r}")
+    if held_level is not None and held_level not in ALARM_LEVELS:
+        raise ValueError(f"classify.held_level: expected one of {ALARM_LEVELS} or None, got {held_level!r}")
+    h = settings.hysteresis_c
+    fever_at = settings.fever_c - (h if held_level == "fever" else 0.0)
+    elevated_at = elevated_threshold(settings, baseline_c) - (h if held_level is not None else 0.0)
+    if body >= fever_at - _EPS_C:
+        return "fever"
+    if body >= elevated_at - _EPS_C:
+        return "elevated"
+    return "normal"
+
+
+class AlarmPolicy:
+    """One decision per person: level and body temperature, keeping relative mode's baseline.
+
+    Stateful but pure: the state is the recent normal readings and a pending re-measure, and it changes
+    only through :meth:`decide`, :meth:`expect_remeasure` and :meth:`reset_baseline`, with times the
+    caller supplies. The same sequence of calls always gives the same verdicts.
+    """
+
+    def __init__(self, settings: AlarmSettings | None = None) -> None:
+        self.settings = settings if settings is not None else AlarmSettings()
+        self._recent: deque[float] = deque(maxlen=self.settings.baseline_size)
+        self._baseline: float | None = None
+        self._remeasure: tuple[str, float] | None = None  # (level, t the guard asked)
+
+    # ------------------------------------------------------------------ what the window shows
+    @property
+    def baseline_c(self) -> float | None:
+        """The baseline in effect (body °C), or ``None`` until ``baseline_size`` normal people were seen.
+
+        Kept in both modes: in absolute mode it is not used for decisions, but a baseline drifting away
+        from ~36.8 °C tells the operator that the room or the calibration has moved.
+        """
+        return self._baseline
+
+    @property
+    def elevated_at_c(self) -> float:
+        """The body temperature at which the next (ordinary) person is ``elevated``."""
+        return elevated_threshold(self.settings, self._baseline)
+
+    @property
+    def baseline_samples(self) -> int:
+        return len(self._recent)
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, skin_c: float | None, quality: Iterable[str], t: float) -> tuple[str, float | None]:
+        """The level and body temperature for one person's final skin reading.
+
+        Parameters
+        ----------
+        skin_c
+            The person's canthus temperature, or ``None`` when they could not be measured.
+        quality
+            Quality flags of the reading (see ``station.types.QUALITY_FLAGS``). A flagged reading is
+            still classified, since an alarm must never be lost to a flag, but it never feeds the baseline.
+        t
+            When the decision is made, seconds on the station's timeline (for the re-measure window).
+
+        Returns
+        -------
+        (level, body_c)
+            ``("retry", None)`` without a reading; otherwise the level and body °C rounded to 0.01.
+        """
+        flags = frozenset(quality)
+        unknown = flags - QUALITY_FLAGS
+        if unknown:
+            raise ValueError(f"AlarmPolicy.decide: expected flags from {sorted(QUALITY_FLAGS)}, got {sorted(unknown)}")
+        if skin_c is None:
+            return "retry", None  # a retry leaves a pending re-measure armed: the person will try again
+        if isinstance(skin_c, bool) or not math.isfinite(float(skin_c)):
+            raise ValueError(f"AlarmPolicy.decide: expected a finite skin temperature or None, got {skin_c!r}")
+        body = round(body_from_skin(skin_c, self.settings), 2)
+        held = self._take_remeasure(t)
+        level = classify(body, self.settings, self._baseline, held_level=held)
+        if level == "normal" and held is None and not flags:
+            self._feed(body)
+        return level, body
+
+    def expect_remeasure(self, level: str, t: float) -> None:
+        """A guard asked the person of an alarm at ``level`` to be measured again at time ``t``."""
+        if level not in ALARM_LEVELS:
+            raise ValueError(f"AlarmPolicy.expect_remeasure: expected one of {ALARM_LEVELS}, got {level!r}")
+        self._remeasure = (level, float(t))
+
+    def reset_baseline(self) -> None:
+        """Forget the baseline (e.g. the entrance moved indoors); relative mode falls back until refilled.
+
+        Also the way out when every person alarms: the baseline only learns from normal people, so a
+        real step change of more than the margin (doors opened on a hot day) freezes it, and the guard's
+        stream of alarms is the sign that it needs resetting.
+        """
+        self._recent.clear()
+        self._baseline = None
+
+    # ------------------------------------------------------------------ internals
+    def _take_remeasure(self, t: float) -> str | None:
+        if self._remeasure is None:
+            return None
+        level, asked = self._remeasure
+        self._remeasure = None
+        if t - asked > self.settings.remeasure_window_s:
+            return None
+        return level
+
+    def _feed(self, body: float) -> None:
+        s = self.settings
+        if body >= self.elevated_at_c - s.hysteresis_c - _EPS_C:
+            return  # borderline normal: kept out of the baseline so it cannot ratchet up
+        self._recent.append(body)
+        if len(self._recent) < s.baseline_size:
+            return
+        fresh = trimmed_mean(self._recent, s.baseline_trim)
+        if self._baseline is None or abs(fresh - self._baseline) >= s.hysteresis_c - _EPS_C:
+            self._baseline = fresh
+
+
+# ---------------------------------------------------------------------- the latch
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A raised alarm waiting for a guard. ``screening_id`` links it to the event store's row, if logged."""
+
+    alarm_id: int
+    track_id: int
+    level: str
+    t: float
+    body_c: float | None
+    screening_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What a guard did about one alarm, and when (station timeline)."""
+
+    alarm: Alarm
+    action: str
+    t: float | None = None
+    thermometer_c: float | None = None
+    note: str = ""
+    operator: str = ""
+
+
+def check_action(action: str, thermometer_c: float | None) -> None:
+    """Raise :class:`StationError` unless ``action`` is a known one and the thermometer reading is sane."""
+    if action not in ACK_ACTIONS:
+        raise StationError(f"acknowledgement action: expected one of {', '.join(ACK_ACTIONS)}, got {action!r}")
+    if thermometer_c is not None and not (
+        isinstance(thermometer_c, int | float) and not isinstance(thermometer_c, bool) and 30.0 <= thermometer_c <= 45.0
+    ):
+        raise StationError(f"thermometer reading: expected 30 to 45 °C, got {thermometer_c!r}")
+
+
+class AlarmLatch:
+    """Raised alarms, held in the order they were raised until a guard acknowledges each.
+
+    An alarm is a request for a person to be checked; a later normal decision (someone else) says
+    nothing about that person, so only an acknowledgement removes an alarm.
+
+    Wiring with the event store: log the decision first, then raise the alarm with the store's
+    ``alarm_id`` and ``screening_id`` (from ``EventStore.screening(id)``), so the number a guard sees
+    is the one in the log and :meth:`acknowledge`'s result can be written with
+    ``EventStore.acknowledge(alarm.screening_id, ...)``. Without a store the latch numbers alarms itself.
+    A ``re_measure`` acknowledgement should be followed by ``AlarmPolicy.expect_remeasure(level, t)``.
+    """
+
+    def __init__(self) -> None:
+        self._active: dict[int, Alarm] = {}  # insertion order is raise order
+        self._last_id = 0
+
+    def raise_alarm(
+        self,
+        track_id: int,
+        level: str,
+        t: float,
+        body_c: float | None,
+        *,
+        alarm_id: int | None = None,
+        screening_id: int | None = None,
+    ) -> Alarm:
+        """Latch a new alarm and return it."""
+        if level not in ALARM_LEVELS:
+            raise ValueError(f"AlarmLatch.raise_alarm: expected a level in {ALARM_LEVELS}, got {level!r}")
+        if alarm_id is None:
+            alarm_id = self._last_id + 1
+        elif alarm_id in self._active or alarm_id < 1:
+            raise ValueError(f"AlarmLatch.raise_alarm: expected a new positive alarm id, got {alarm_id}")
+        self._last_id = max(self._last_id, alarm_id)
+        alarm = Alarm(alarm_id, track_id, level, float(t), body_c, screening_id)
+        self._active[alarm_id] = alarm
+        return alarm
+
+    def observe(
+        self, decision: ScreeningDecision, *, alarm_id: int | None = None, screening_id: int | None = None
+    ) -> Alarm | None:
+        """Latch ``decision`` if it is an alarm; return the :class:`Alarm`, or ``None`` for other levels."""
+        if decision.level not in ALARM_LEVELS:
+            return None
+        return self.raise_alarm(
+            decision.track_id,
+            decision.level,
+            decision.t_decided,
+            decision.body_c,
+            alarm_id=alarm_id,
+            screening_id=screening_id,
+        )
+
+    def active(self) -> list[Alarm]:
+        """The unacknowledged alarms, oldest first: the order the people stood in."""
+        return list(self._active.values())
+
+    def acknowledge(
+        self,
+        alarm_id: int,
+        action: str,
+        *,
+        t: float | None = None,
+        thermometer_c: float | None = None,
+        note: str = "",
+        operator: str = "",
+    ) -> Acknowledgement:
+        """Release one alarm with what the guard did. Unknown or already released ids are refused."""
+        check_action(action, thermometer_c)
+        alarm = self._active.get(alarm_id)
+        if alarm is None:
+            raise StationError(f"alarm {alarm_id} is not active (never raised or already acknowledged)")
+        del self._active[alarm_id]
+        return Acknowledgement(alarm, action, t, thermometer_c, note, operator)
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+
+__all__ = [
+    "ACK_ACTIONS",
+    "ALARM_LEVELS",
+    "Acknowledgement",
+    "Alarm",
+    "AlarmLatch",
+    "AlarmPolicy",
+    "AlarmSettings",
+    "body_from_skin",
+    "check_action",
+    "classify",
+    "elevated_threshold",
+    "trimmed_mean",
+]
