@@ -303,7 +303,7 @@ def skin_errors(sim: Simulation) -> dict[int, float]:
         for index in indices:
             image, _ = radiometer.convert(sim.render_thermal(int(index)))
             pose = person.pose(image.t, sim.room.camera_height_m)
-            if not sim.is_measurable(person, pose):
+            if not sim.in_zone(person, pose):
                 break
             cx, cy = np.rint(sim.rig.thermal.project(sim.canthi_m(person, pose))[hotter]).astype(int)
             apparent = float(image.celsius[cy - 1 : cy + 2, cx - 1 : cx + 2].max())

@@ -29,9 +29,12 @@ from station.types import Frame, Stream
 VISIBLE_SIZE = (640, 480)
 VISIBLE_HFOV_DEG = 60.0
 THERMAL_SUPERSAMPLE = 3
-CANTHUS_ROI_M = 0.016  # side of a canthus ROI: about a quarter of the eye-to-eye distance
+CANTHUS_ROI_SIDE = 0.25  # side of a canthus ROI as a share of the person's own eye-to-eye distance
+CANTHUS_ROI_M = 0.016  # that side for the mean eye distance (63-64 mm): where the floor marker goes
 MIN_ROI_PX = 3  # IEC 80601-2-59: the measured spot must cover at least 3x3 detector pixels
 MAX_MEASURABLE_YAW_DEG = 20.0
+DECISION_MIN_FRAMES = 3  # a station decides on at least 3 readings over at least 0.2 s
+DECISION_MIN_SPAN_S = 0.2
 BLACKBODY_DEPTH_M = 0.5
 BLACKBODY_AT = (0.85, 0.17)  # where it sits in the thermal view, as fractions of width and height
 
@@ -120,6 +123,17 @@ class Simulation:
     def max_measurable_distance_m(self) -> float:
         """Farthest distance at which a canthus ROI still spans 3 thermal pixels."""
         return self.rig.thermal.focal_px * CANTHUS_ROI_M / MIN_ROI_PX
+
+    def canthus_roi_px(self, person: Person, pose: Pose) -> float:
+        """Side of this face's canthus ROI on the thermal image, in pixels, as a station would size it.
+
+        The ROI is a share of the person's own eye spacing *as the camera sees it*: narrow-set eyes, a
+        face off to one side (foreshortened) or turned a little all shrink it, so such a person must come
+        closer than the mean face before a correct station may measure them.
+        """
+        eyes = self._head_points(pose, np.array([[-person.ipd_m / 2, 0.0], [person.ipd_m / 2, 0.0]]))
+        px = self.rig.thermal.project(eyes)
+        return CANTHUS_ROI_SIDE * float(np.linalg.norm(px[1] - px[0]))
 
     @property
     def stop_distance_m(self) -> float:
@@ -301,10 +315,11 @@ class Simulation:
             out[person.person_id] = round(min(float(mask.sum()) / area, 1.0), 3)
         return out
 
-    def is_measurable(self, person: Person, pose: Pose) -> bool:
-        """Could a correct station measure this face now? In both views, near enough, facing the cameras,
-        and with its canthi not hidden behind the blackbody."""
-        if pose.z > self.max_measurable_distance_m or abs(pose.yaw_deg) > MAX_MEASURABLE_YAW_DEG:
+    def in_zone(self, person: Person, pose: Pose) -> bool:
+        """Is this face where the station measures? In both views, near enough for its canthus ROI to span
+        3 thermal pixels (:meth:`canthus_roi_px`), facing the cameras, and with its canthi not hidden
+        behind the blackbody."""
+        if self.canthus_roi_px(person, pose) < MIN_ROI_PX or abs(pose.yaw_deg) > MAX_MEASURABLE_YAW_DEG:
             return False
         outline = self.face_outline_m(person, pose)
         for cam in (self.rig.visible, self.rig.thermal):
@@ -319,26 +334,72 @@ class Simulation:
         )
         return not inside.any()
 
+    def withheld_reasons(self, person: Person, t: float) -> frozenset[str]:
+        """Why a correct station must withhold a reading of this face at t although it is in the zone.
+
+        Spectacle lenses are opaque in the long-wave infrared, so the canthi behind them cannot be
+        measured at all (``glasses``); and the standard measures one person at a time, so nobody is
+        measurable while someone else is in the zone too (``several_faces``).
+        """
+        reasons = set()
+        if person.glasses:
+            reasons.add("glasses")
+        for other, pose in self.poses(t):
+            if other is not person and self.in_zone(other, pose):
+                reasons.add("several_faces")
+        return frozenset(reasons)
+
+    def is_measurable(self, person: Person, pose: Pose, t: float) -> bool:
+        """Could a correct station measure this face at t? In the zone, and nothing withholding it."""
+        return self.in_zone(person, pose) and not self.withheld_reasons(person, t)
+
     def blackbody_box(self, camera: PinholeCamera, size_m: float) -> np.ndarray:
         h = size_m / 2
         corners = self.blackbody_centre_m + np.array([[-h, -h, 0], [h, -h, 0], [h, h, 0], [-h, h, 0]])
         px = camera.project(corners)
         return np.array([px[:, 0].min(), px[:, 1].min(), px[:, 0].max(), px[:, 1].max()])
 
+    def _decidable(self, times: list[float]) -> list[float]:
+        """The measurable thermal frames that belong to stretches long enough to decide on.
+
+        A station needs a few readings over a short span before it may decide (3 over 0.2 s), so a face
+        that is measurable for a frame or two (a partner stepping aside for an instant) has not yet
+        "become measurable" for any correct station.
+        """
+        index = {float(t): k for k, t in enumerate(self.thermal_times)}
+        runs: list[list[float]] = []
+        for t in times:
+            if runs and index[t] == index[runs[-1][-1]] + 1:
+                runs[-1].append(t)
+            else:
+                runs.append([t])
+        long_enough = [r for r in runs if len(r) >= DECISION_MIN_FRAMES and r[-1] - r[0] >= DECISION_MIN_SPAN_S]
+        return [t for run in long_enough for t in run]
+
     def truth_records(self) -> list[dict]:
         """One record per person: temperatures, when they were measurable, and their face boxes.
 
-        ``box_visible`` runs beside ``boxes``: the share of each box's face the camera could see (0-1).
+        ``first_visible_t``/``last_visible_t`` bound the thermal frames in which a correct station could
+        measure the person, counting only stretches long enough to decide on (:meth:`_decidable`).
+        People who stood in the zone but could never be measured (glasses, a pair) have ``None`` there;
+        ``first_in_zone_t`` and ``withheld`` (the reasons, sorted) say when they stood there and why a
+        correct station must answer them with ``retry``. ``box_visible`` runs beside ``boxes``: the
+        share of each box's face the camera could see (0-1).
         """
         records = []
         cam = self.rig.visible
         visible = {float(t): self.face_visible_fractions(float(t)) for t in self.visible_times}
         for person in self.people:
-            measurable = [
+            in_zone = [
                 float(t) for t in self.thermal_times
                 if (pose := person.pose(float(t), self.room.camera_height_m)) is not None
-                and self.is_measurable(person, pose)
+                and self.in_zone(person, pose)
             ]
+            withheld_at = {t: self.withheld_reasons(person, t) for t in in_zone}
+            measurable = self._decidable([t for t in in_zone if not withheld_at[t]])
+            withheld = sorted(set().union(*withheld_at.values())) if in_zone and not measurable else []
+            if in_zone and not measurable and not withheld:
+                withheld = ["too_brief"]
             boxes, fractions = [], []
             for t in self.visible_times:
                 pose = person.pose(float(t), self.room.camera_height_m)
@@ -357,6 +418,8 @@ class Simulation:
                     "body_c": person.body_c,
                     "first_visible_t": measurable[0] if measurable else None,
                     "last_visible_t": measurable[-1] if measurable else None,
+                    "first_in_zone_t": in_zone[0] if in_zone else None,
+                    "withheld": withheld,
                     "boxes": boxes,
                     "box_visible": fractions,
                     "febrile": person.febrile,
