@@ -3,7 +3,7 @@
 A guard needs one answer per visitor, fast: not a flickering number per frame. Each track gathers the
 good canthus readings of one face; it is decided as soon as it has enough of them (3 readings over at
 least 0.2 s, so one noisy frame cannot decide), and at the latest 1 s after it first became measurable
-(then with whatever good readings it has, or ``retry`` with the reasons). A face that leaves before
+(then with the good readings it has if there are enough, else ``retry`` with the reasons). A face that leaves before
 it was decided also gets ``retry``, so nobody walks through unscreened without the guard being told.
 """
 
@@ -25,13 +25,16 @@ GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
 class TrackSettings:
     """min_samples and min_span_s: enough agreeing readings; max_wait_s: the latest a decision may come
     after the face first became measurable; max_gap_s: how long a face may vanish (a detector miss,
-    someone passing in front) before its track ends; min_iou: box overlap to continue a track."""
+    someone passing in front) before its track ends; min_iou: box overlap to continue a track;
+    min_stand_s: how long a face must stay near the station (just too far to measure) before leaving
+    unmeasured earns it a ``retry`` all the same."""
 
     min_samples: int = 3
     min_span_s: float = 0.2
     max_wait_s: float = 1.0
     max_gap_s: float = 0.6
     min_iou: float = 0.3
+    min_stand_s: float = 0.5
 
 
 @dataclass
@@ -42,15 +45,22 @@ class Track:
     box: np.ndarray
     velocity_px_s: np.ndarray = field(default_factory=lambda: np.zeros(2))
     first_measurable: float | None = None
+    first_near: float | None = None  # first time the face stood near the station, measurable or not
+    near_now: bool = False  # at the last reading, the face was near the station (facing it or not)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C)
     flags: Counter = field(default_factory=Counter)
     frames_seen: int = 1
     decided: bool = False
 
-    def owes_retry(self, min_frames: int = 3) -> bool:
-        """Left undecided after coming into measuring range (seen steadily, not a one-frame false face):
-        the guard must be told. Someone who never came into range was not there to be screened."""
-        return not self.decided and self.first_measurable is not None and self.frames_seen >= min_frames
+    def owes_retry(self, min_frames: int = 3, min_stand_s: float = 0.5) -> bool:
+        """Left undecided after coming into measuring range, or after standing at the station a while just
+        too far to measure (seen steadily, not a one-frame false face): the guard must be told. Someone
+        who only walked by in the distance was not there to be screened."""
+        if self.decided or self.frames_seen < min_frames:
+            return False
+        if self.first_measurable is not None:
+            return True
+        return self.first_near is not None and self.last_seen - self.first_near >= min_stand_s
 
     @property
     def centre(self) -> np.ndarray:
@@ -72,6 +82,22 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def near_score(predicted: np.ndarray, boxes: np.ndarray, floor: float, max_shift: float = 0.75) -> np.ndarray:
+    """A second chance for boxes that overlap their track too little: a face walking in sideways close to
+    the camera moves more than its own width between frames at low frame rates, and its box size jumps
+    with the detector's framing. If the centres lie within ``max_shift`` box widths and the sizes agree
+    within a factor 1.4, the pair scores just above ``floor`` (nearer is better), else 0."""
+    pw = predicted[:, 2] - predicted[:, 0]
+    bw = boxes[:, 2] - boxes[:, 0]
+    pc = (predicted[:, :2] + predicted[:, 2:]) / 2.0
+    bc = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    width = np.maximum(pw[:, None], bw[None, :])
+    shift = np.linalg.norm(pc[:, None, :] - bc[None, :, :], axis=-1) / np.maximum(width, 1e-9)
+    ratio = np.maximum(pw[:, None], bw[None, :]) / np.maximum(np.minimum(pw[:, None], bw[None, :]), 1e-9)
+    ok = (shift < max_shift) & (ratio < 1.4)
+    return np.where(ok, floor + 1e-3 * (1.0 - shift / max_shift), 0.0)
+
+
 class Tracker:
     """Greedy IoU tracking with constant-velocity prediction: faces at an entrance move slowly and
     rarely cross, so the simplest tracker that survives a missed frame is the right one."""
@@ -88,7 +114,7 @@ class Tracker:
         ids = np.zeros(len(boxes), dtype=np.int64)
         if live and len(boxes):
             predicted = np.array([tr.box + np.tile(tr.velocity_px_s * (t - tr.last_seen), 2) for tr in live])
-            iou = iou_matrix(predicted, boxes)
+            iou = np.maximum(iou_matrix(predicted, boxes), near_score(predicted, boxes, self.settings.min_iou))
             while True:
                 k, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
                 if iou[k, j] < self.settings.min_iou:
@@ -121,14 +147,18 @@ class Tracker:
         return gone
 
 
-def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str]) -> None:
-    """Record what one frame said about a track's face."""
+def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False) -> None:
+    """Record what one frame said about a track's face; ``near``: it stands at the station, even if too far
+    to measure."""
+    if (near or not quality & GEOMETRY_FLAGS) and track.first_near is None:
+        track.first_near = t
     if not (quality & GEOMETRY_FLAGS) and track.first_measurable is None:
         track.first_measurable = t
     if skin_c is not None and not quality:
         track.samples.append((t, float(skin_c)))
-    for flag in quality:
-        track.flags[flag] += 1
+    if track.first_measurable is not None:  # on the approach, "too far" is no reason worth reporting
+        for flag in quality:
+            track.flags[flag] += 1
 
 
 def ready(track: Track, t: float, settings: TrackSettings) -> bool:
@@ -142,13 +172,15 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
     return t - track.first_measurable >= settings.max_wait_s
 
 
-def decide(track: Track, t: float, level_of: Callable) -> ScreeningDecision:
+def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3) -> ScreeningDecision:
     """The track's one decision: the median of its good readings, or ``retry`` with why.
 
+    Fewer than ``min_samples`` good readings are not enough even when time is up: one reading that
+    slipped through among frames flagged ``glasses`` is more likely a failed check than a measurement.
     ``level_of(skin_c | None, quality) -> (level, body_c)`` is the alarm policy's verdict.
     """
     track.decided = True
-    if track.samples:
+    if len(track.samples) >= min_samples:
         skin = float(np.median([s for _, s in track.samples]))
         level, body = level_of(skin, frozenset())
         return ScreeningDecision(track.track_id, track.first_seen, t, skin, body, level, frozenset())

@@ -7,6 +7,7 @@ import pytest
 
 from station.measure import (
     MeasureSettings,
+    block_mean,
     canthus_centres,
     canthus_rois,
     mean3x3,
@@ -132,3 +133,52 @@ def test_spoiled_readings_give_retry_with_the_reason_within_a_second():
     assert ready(track, 1.2, TrackSettings())
     decision = decide(track, 1.2, level_of)
     assert decision.level == "retry" and decision.quality == {"glasses"} and decision.skin_c is None
+
+
+def test_one_reading_that_slips_through_among_glasses_frames_is_not_a_measurement():
+    tracker = Tracker()
+    [tid] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    track = tracker.tracks[tid]
+    for k in range(9):
+        skin, quality = (34.1, frozenset()) if k == 4 else (None, frozenset({"glasses"}))
+        add_reading(track, 0.115 * k, skin, quality)
+    assert ready(track, 1.0, TrackSettings())
+    decision = decide(track, 1.0, level_of)
+    assert decision.level == "retry" and decision.skin_c is None and decision.quality == {"glasses"}
+
+
+def test_approach_too_far_is_not_a_reason_but_standing_too_far_earns_a_retry():
+    tracker = Tracker()
+    [walker] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    [stander] = tracker.update(0.0, np.array([[0, 0, 10, 10], [300, 0, 340, 40]]))[1:]
+    for k in range(8):  # 0.8 s: the walker stays small in the distance, the stander stays near
+        t = 0.1 * k
+        add_reading(tracker.tracks[walker], t, None, frozenset({"too_far"}), near=False)
+        add_reading(tracker.tracks[stander], t, None, frozenset({"too_far"}), near=True)
+        tracker.tracks[walker].frames_seen += 1
+        tracker.tracks[walker].last_seen = tracker.tracks[stander].last_seen = t
+        tracker.tracks[stander].frames_seen += 1
+    assert not tracker.tracks[walker].owes_retry()
+    assert tracker.tracks[stander].owes_retry()
+    decision = decide(tracker.tracks[stander], 1.0, level_of)
+    assert decision.level == "retry" and decision.quality == {"too_far"}
+    assert not tracker.tracks[stander].flags, "too_far before the face was ever measurable is not counted"
+
+
+def test_tracker_follows_a_face_that_jumps_more_than_its_overlap_allows_but_not_to_a_neighbour():
+    tracker = Tracker()
+    [a, b] = tracker.update(0.0, np.array([[100, 100, 140, 150], [220, 100, 260, 150]]))
+    # The first face jumps 0.6 of its width in one frame (IoU 0.25), the second stays.
+    ids = tracker.update(0.07, np.array([[124, 102, 164, 152], [220, 100, 260, 150]]))
+    assert ids.tolist() == [a, b]
+    # A face as far as a neighbour's place (3 widths away) is somebody else.
+    [c] = tracker.update(0.14, np.array([[400, 100, 440, 150]]))
+    assert c not in (a, b)
+
+
+def test_the_reading_is_the_hottest_pixel_when_the_kernel_is_one():
+    img, lm = face_frame()
+    img[49, 76] = 35.9  # a hot pixel inside the left canthus patch
+    reading = read_canthus(img, block_mean(img, MeasureSettings().kernel_px), lm, lm)
+    assert MeasureSettings().kernel_px == 1
+    assert reading.apparent_c == pytest.approx(35.9)
