@@ -8,14 +8,13 @@ camera) reaches the user as one line and a non-zero exit, never as a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
+from station.cli_model import model
 from station.errors import StationError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -107,6 +106,8 @@ def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> 
 @click.option("--thermal", "thermal_spec", metavar="SRC", help="lepton, boson, uvc:N or a device index.")
 @click.option("--recording", type=click.Path(path_type=Path), help="Replay a recording instead of cameras.")
 @click.option("--calibration", type=click.Path(path_type=Path), help="Profile to use (default: the recording's).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Event store (default: the station's, under $XDG_DATA_HOME/fever-station).")
 @click.option("--headless", is_flag=True, help="No window: JSON lines on --events.")
 @click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
 @click.option("--events", "events_path", default="-", show_default=True, metavar="-|FILE",
@@ -116,76 +117,66 @@ def run(
     thermal_spec: str | None,
     recording: Path | None,
     calibration: Path | None,
+    db: Path | None,
     headless: bool,
     fast: bool,
     events_path: str,
 ) -> None:
     """Run the station on cameras or on a recording.
 
+    Every decision is logged in the event store; headless, each decision and system event is also
+    written as one JSON line.
+
     \b
     Examples:
       station run --recording recordings/demo --headless
-      station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl
-      station run --thermal lepton --visible 0 --headless
+      station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl --db /tmp/s.db
+      station run --thermal lepton --visible 0 --calibration station.toml --headless
     """
     if not headless:
         raise click.UsageError("the station window is not part of this build yet: add --headless")
-    from station.intake import open_intake
-
-    with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
-        _run_headless(intake, events_path)
+    _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
-def demo(fast: bool) -> None:
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Event store (default: demo.db beside the station's own, never the station's).")
+def demo(fast: bool, db: Path | None) -> None:
     """The station on its bundled demo recording (headless until the window lands).
+
+    Fetches the face model on first use.
 
     \b
     Example:
       station demo
     """
-    from station.intake import open_intake
+    from station.headless import default_db_path
+    from station.model_setup import ModelManifest, prepare_model
 
     if not DEMO_RECORDING.is_dir():
         raise StationError(f"{DEMO_RECORDING}: the demo recording is missing; regenerate it with "
                            f"`station simulate {DEMO_RECORDING} " + _demo_flags() + "`")
-    with open_intake(None, None, DEMO_RECORDING, None, fast=fast) as intake:
-        _run_headless(intake, "-")
+    if not (REPO_ROOT / "models" / ModelManifest.load().file).is_file():
+        click.echo("first use: fetching the face model (station model fetch) ...", err=True)
+        prepare_model()
+    _screen_headless(None, None, DEMO_RECORDING, None, db or default_db_path("demo.db"), fast, "-")
 
 
 def _demo_flags() -> str:
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO_SETTINGS.items())
 
 
-def _run_headless(intake, events_path: str) -> None:
-    out, close = _open_events(events_path)
-    emit = _json_line_writer(out)
-    try:
-        for item in intake.run():
-            if item is not None and not hasattr(item, "thermal"):
-                emit(item.to_json())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for event in intake.finish():
-            emit(event.to_json())
-        close()
+def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path) -> None:
+    from station.headless import default_db_path, events_output, json_line_writer, open_station, run_headless
+    from station.intake import open_intake
 
-
-def _open_events(path: str) -> tuple[TextIO, Callable[[], None]]:
-    if path == "-":
-        return sys.stdout, sys.stdout.flush
-    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the returned callable
-    return handle, handle.close
-
-
-def _json_line_writer(out: TextIO) -> Callable[[dict], None]:
-    def emit(obj: dict) -> None:
-        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        out.flush()  # a decision printed is a decision the next program can act on at once
-
-    return emit
+    with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
+        with open_station(intake, db=db or default_db_path()) as station, events_output(events_path) as out:
+            counts = run_headless(station, json_line_writer(out))
+            where = station.store.path if station.store is not None else "nowhere"
+    summary = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "nobody screened"
+    click.echo(f"screened: {summary}; logged in {where}", err=True)
 
 
 # --------------------------------------------------------------------------------------------- hardware
@@ -228,6 +219,7 @@ def doctor(calibration: Path | None, recording: Path | None) -> None:
     if failed:
         raise SystemExit(1)
 
+main.add_command(model)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

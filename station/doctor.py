@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from station.errors import StationError
+from station.model_setup import sha256_file
 
 MAX_CALIBRATION_AGE_DAYS = 30.0
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,16 @@ def _qt() -> Check:
 
 
 def _model() -> Check:
-    manifest = MODELS_DIR / "manifest.toml"
-    if not manifest.is_file():
-        return Check("face model", "warn", f"{manifest} not found: no face model configured yet")
-    return Check("face model", "ok", f"manifest {manifest}")
+    """The prepared face model, hashed against the manifest: the same check every start makes."""
+    from station.detect import default_providers
+    from station.model_setup import load_model_path
+
+    try:
+        path = load_model_path()
+    except StationError as exc:
+        return Check("face model", "FAIL", str(exc))
+    return Check("face model", "ok", f"{path.name} sha256 {sha256_file(path)[:12]}..., "
+                 f"providers {', '.join(default_providers())}")
 
 
 def _recording(path: Path | None) -> Check:

@@ -538,6 +538,9 @@ _STREAM_KEYS = {
 def _stream_entry(meta: Mapping[str, Any], stream: Stream, meta_path: Path) -> dict[str, Any] | None:
     """One stream's meta entry with its contract keys checked to be present."""
     if stream not in meta:
+        if stream == "thermal":
+            raise _fault(meta_path, "no thermal stream (key 'thermal' missing): the station screens on thermal "
+                         "frames, so a recording without them cannot be screened or replayed")
         raise _fault(meta_path, f"key {stream!r} missing")
     entry = meta[stream]
     if entry is None:

@@ -59,7 +59,10 @@ def test_run_fast_headless_pairs_every_thermal_frame(recording):
     assert lines[-1]["kind"] == "stopped"
     n_thermal = Recording.open(recording).count("thermal")
     assert lines[-1]["detail"].startswith(f"{n_thermal} frame pairs, 0 thermal frames unpaired")
-    assert all(set(line) == {"type", "kind", "t", "detail"} for line in lines)
+    system = {"type", "kind", "t", "detail"}
+    screening = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality"}
+    assert all(set(line) == (system if line["type"] == "system" else screening) for line in lines)
+    assert {line["type"] for line in lines} == {"system", "screening"}, "the two visitors are screened"
 
 
 def test_run_writes_events_to_a_file(recording, tmp_path):
@@ -68,7 +71,7 @@ def test_run_writes_events_to_a_file(recording, tmp_path):
         main, ["run", "--recording", str(recording), "--headless", "--fast", "--events", str(events)]
     )
     assert result.exit_code == 0, result.output
-    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    kinds = [json.loads(line).get("kind") for line in events.read_text().splitlines()]
     assert kinds[0] == "started" and kinds[-1] == "stopped"
 
 

@@ -1,0 +1,256 @@
+"""The screening pipeline: frame pairs in, one decision per person out, as a plain generator.
+
+``Station.run()`` yields a :class:`Tick` per frame pair (and system events as they happen), so tests
+drive it with ``next()``, the headless command prints from it, and the window will wrap it in a worker
+thread. It owns no threads itself: capture threads live in the intake.
+
+One frame pair goes: faces in the visible frame -> thermal frame to °C (gain/offset, blackbody
+correction and health) -> each face mapped onto the thermal image at its own distance -> canthus
+readings with quality flags -> tracks -> decisions (alarm policy) -> event store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from station.alarm import AlarmPolicy
+from station.detect import FaceDetector
+from station.intake import Intake
+from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
+from station.profile import CalibrationProfile
+from station.radiometry import Radiometer, estimate_reflected_c
+from station.registration import map_faces
+from station.store import EventStore
+from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, add_reading, decide, ready
+from station.types import Faces, FramePair, Measurement, ScreeningDecision, SystemEvent, ThermalImage
+
+ALARM_LEVELS = ("elevated", "fever")
+STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
+
+
+@dataclass
+class Tick:
+    """Everything the station knows after one frame pair: what the window draws and the log keeps."""
+
+    pair: FramePair
+    thermal: ThermalImage
+    faces: Faces
+    track_ids: np.ndarray
+    measurements: list[Measurement]
+    decisions: list[ScreeningDecision] = field(default_factory=list)
+    events: list[SystemEvent] = field(default_factory=list)
+    screening_paused: bool = False
+    detected: bool = True  # False: an idle pair the schedule skipped; faces and measurements are the last ones
+
+    @property
+    def t(self) -> float:
+        return self.pair.t
+
+
+class Station:
+    """One screening station: its intake, detector, calibration, policy and (optionally) its log."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        detector: FaceDetector,
+        profile: CalibrationProfile,
+        radiometer: Radiometer,
+        policy: AlarmPolicy,
+        store: EventStore | None = None,
+        *,
+        measure: MeasureSettings | None = None,
+        track: TrackSettings | None = None,
+        idle_detect_every: int = 2,
+    ) -> None:
+        self.intake = intake
+        self.detector = detector
+        self.profile = profile
+        self.radiometer = radiometer
+        self.policy = policy
+        self.store = store
+        self.measure_settings = measure or MeasureSettings()
+        self.track_settings = track or TrackSettings()
+        self.tracker = Tracker(self.track_settings)
+        self.calibration_id = f"{profile.station_id}@{profile.created}"
+        self._blackbody_error: float | None = None
+        self._thermal_boxes: dict[int, np.ndarray] = {}  # each track's face on the thermal image, for snapshots
+        # Each logged decision's row in the event store, by track id: what a window needs to acknowledge
+        # an alarm through the store (read it on the thread that runs the station, right after the decision).
+        self.screening_ids: dict[int, int] = {}
+        self.idle_detect_every = idle_detect_every
+        self._idle_pairs = 0
+        self._last_seen: tuple[Faces, np.ndarray, list[Measurement]] = (Faces.empty(), np.zeros(0, np.int64), [])
+        self._faces_key: tuple[int, float] | None = None
+        self._faces_cache = Faces.empty()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Iterator[Tick | SystemEvent]:
+        for item in self.intake.run():
+            if isinstance(item, SystemEvent):
+                self.log_event(item)
+                yield item
+                continue
+            yield self.process(item)
+        for decision in self._close_tracks(float("inf"), self.intake.last_t):
+            self._log_decision(decision, None, None)
+            yield decision  # type: ignore[misc]
+
+    def process(self, pair: FramePair) -> Tick:
+        """Everything for one frame pair; public so tests can feed pairs without an intake."""
+        thermal, events = self.radiometer.convert(pair.thermal)
+        for event in events:
+            self.log_event(event)
+        self._blackbody_error = thermal.blackbody_error_c
+        paused = not self.radiometer.screening_allowed
+        if self._detect_now(pair):
+            faces = self._faces(pair)
+            ids = self.tracker.update(pair.t, faces.xyxy)
+            measurements = self._measure(pair, thermal, faces, ids, paused)
+            self._idle_pairs, self._last_seen = 0, (faces, ids, measurements)
+            detected = True
+        else:  # nobody waiting to be measured: show the last faces, look again on the next pair
+            faces, ids, measurements = self._last_seen
+            self._idle_pairs += 1
+            detected = False
+        tick = Tick(pair, thermal, faces, ids, measurements, events=events, screening_paused=paused,
+                    detected=detected)
+        for track in self.tracker.tracks.values():
+            if ready(track, pair.t, self.track_settings):
+                decision = decide(track, pair.t, self._level_of, self.track_settings.min_samples)
+                self._log_decision(decision, pair, thermal)
+                tick.decisions.append(decision)
+        for decision in self._close_tracks(pair.t, pair.t):
+            self._log_decision(decision, None, None)
+            tick.decisions.append(decision)
+        return tick
+
+    def _detect_now(self, pair: FramePair) -> bool:
+        """The detection schedule: every pair while a face near the station is undecided (so no decision
+        waits) or moving (a track that skipped a frame could take over the next visitor stepping into
+        the place of one leaving); otherwise (an empty entrance, decided people standing still, faces
+        far away) every ``idle_detect_every``-th pair, which still finds a newcomer long before they
+        are near: a face counts as near at 1.5x the distance where it becomes measurable."""
+        if self.idle_detect_every <= 1 or self._idle_pairs + 1 >= self.idle_detect_every:
+            return True
+        max_gap = self.track_settings.max_gap_s
+        for track in self.tracker.tracks.values():
+            if not track.near_now or pair.t - track.last_seen > max_gap:
+                continue
+            width = float(track.box[2] - track.box[0])
+            moving = float(np.hypot(*track.velocity_px_s)) > STILL_WIDTHS_PER_S * width
+            if moving or not track.decided:
+                return True
+        return False
+
+    def _faces(self, pair: FramePair) -> Faces:
+        """Faces in the pair's visible frame. A thermal camera faster than the visible one pairs the same
+        visible frame with several thermal frames; its faces are found once, not once per pairing."""
+        if pair.visible is None:
+            return Faces.empty()
+        key = (pair.visible.index, pair.visible.t)
+        if key != self._faces_key:
+            self._faces_key, self._faces_cache = key, self.detector.detect(pair.visible.image)
+        return self._faces_cache
+
+    # ------------------------------------------------------------------ measurement
+    def _measure(self, pair, thermal: ThermalImage, faces: Faces, ids, paused: bool) -> list[Measurement]:
+        if not len(faces):
+            return []
+        registration = self.profile.registration
+        thermal_xyxy, thermal_landmarks, distance = map_faces(faces, registration)
+        smoothed = block_mean(thermal.celsius, self.measure_settings.kernel_px)
+        reflected = estimate_reflected_c(thermal.celsius)
+        readings = [
+            read_canthus(thermal.celsius, smoothed, thermal_landmarks[k], faces.landmarks[k], self.measure_settings)
+            for k in range(len(faces))
+        ]
+        # Only faces that could themselves be measured crowd the zone: someone turned away to leave, or
+        # far behind, does not spoil the reading of the person in front.
+        in_zone = np.array([not (r.quality & GEOMETRY_FLAGS) for r in readings])
+        crowded = several_faces(faces.eye_distance_px, in_zone, self.measure_settings.nearby_face_ratio)
+        out = []
+        for k, reading in enumerate(readings):
+            quality = set(reading.quality)
+            if crowded[k]:
+                quality.add("several_faces")
+            if paused:
+                quality.add("blackbody_bad")
+            if self._moving(int(ids[k]), pair):
+                quality.add("motion")
+            skin = None
+            if reading.apparent_c is not None and not quality:
+                skin = self.radiometer.skin_c(reading.apparent_c, reflected)
+            track = self.tracker.tracks[int(ids[k])]
+            near = reading.roi_side_px >= self.measure_settings.near_roi_px and "off_axis" not in reading.quality
+            track.near_now = reading.roi_side_px >= self.measure_settings.near_roi_px
+            add_reading(track, pair.t, skin, frozenset(quality), near)
+            self._thermal_boxes[track.track_id] = thermal_xyxy[k]
+            out.append(
+                Measurement(
+                    track_id=int(ids[k]),
+                    skin_c=skin,
+                    canthus_px=reading.canthus_px,
+                    thermal_xyxy=tuple(float(v) for v in thermal_xyxy[k]),
+                    distance_m=float(distance[k]),
+                    quality=frozenset(quality),
+                )
+            )
+        return out
+
+    def _moving(self, track_id: int, pair: FramePair) -> bool:
+        """Whether the face moved enough between the two exposures to miss its canthus on the thermal."""
+        track = self.tracker.tracks[track_id]
+        speed_px_s = float(np.hypot(*track.velocity_px_s))
+        registration = self.profile.registration
+        scale = abs(np.linalg.det(registration.matrix[:2, :2])) ** 0.5  # thermal px per visible px
+        shift = speed_px_s * abs(pair.skew) * scale
+        return shift > self.measure_settings.max_shift_px
+
+    # ------------------------------------------------------------------ decisions and the log
+    def _level_of(self, skin_c: float | None, quality: frozenset[str]) -> tuple[str, float | None]:
+        return self.policy.decide(skin_c, quality, self.intake.last_t)
+
+    def _close_tracks(self, now: float, t: float) -> list[ScreeningDecision]:
+        gone = self.tracker.ended(now)
+        out = []
+        for track in gone:
+            if track.owes_retry(min_stand_s=self.track_settings.min_stand_s):
+                out.append(decide(track, t, self._level_of, self.track_settings.min_samples))
+        return out
+
+    def log_event(self, event: SystemEvent) -> None:
+        if self.store is not None:
+            self.store.record_system_event(event)
+
+    def _log_decision(self, decision: ScreeningDecision, pair: FramePair | None, thermal) -> None:
+        if self.store is None:
+            return
+        snapshots = None
+        if decision.level in ALARM_LEVELS and pair is not None:
+            snapshots = self._snapshots(decision.track_id, pair, thermal)
+        self.screening_ids[decision.track_id] = self.store.record_screening(
+            decision,
+            calibration_id=self.calibration_id,
+            model_sha256=self.detector.model_sha256,
+            blackbody_error_c=self._blackbody_error,
+            source=self.intake.label,
+            snapshots=snapshots,
+        )
+
+    def _snapshots(self, track_id: int, pair: FramePair, thermal: ThermalImage) -> dict[str, np.ndarray]:
+        """Crops of the alarming face only: the least image that lets a guard check who raised it."""
+        track = self.tracker.tracks.get(track_id)
+        thermal_box = self._thermal_boxes.get(track_id)
+        if track is None or pair.visible is None or thermal_box is None:
+            return {}
+        return {"visible": _crop(pair.visible.image, track.box), "thermal": _crop(thermal.celsius, thermal_box)}
+
+
+def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return image[max(y1, 0) : min(max(y2, 0), h), max(x1, 0) : min(max(x2, 0), w)].copy()
