@@ -14,7 +14,8 @@ from station.recording import Recording
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory) -> Path:
+def recording(tmp_path_factory, face_model) -> Path:
+    """A small simulated recording; screening it needs the real face model, prepared first."""
     out = tmp_path_factory.mktemp("cli") / "rec"
     result = CliRunner().invoke(main, ["simulate", str(out), "--people", "2", "--seed", "3"])
     assert result.exit_code == 0, result.output
