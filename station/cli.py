@@ -112,6 +112,7 @@ def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> 
 @click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
 @click.option("--events", "events_path", default="-", show_default=True, metavar="-|FILE",
               help="Where headless mode writes its JSON lines.")
+@click.option("--kiosk", is_flag=True, help="The window full screen, for the station's own monitor.")
 def run(
     visible_spec: str | None,
     thermal_spec: str | None,
@@ -121,36 +122,52 @@ def run(
     headless: bool,
     fast: bool,
     events_path: str,
+    kiosk: bool,
 ) -> None:
-    """Run the station on cameras or on a recording.
+    """Run the station on cameras or on a recording: the guards' window, or headless.
 
     Every decision is logged in the event store; headless, each decision and system event is also
     written as one JSON line.
 
     \b
     Examples:
-      station run --recording recordings/demo --headless
+      station run --recording recordings/demo
       station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl --db /tmp/s.db
-      station run --thermal lepton --visible 0 --calibration station.toml --headless
+      station run --thermal lepton --visible 0 --calibration station.toml --kiosk
     """
-    if not headless:
-        raise click.UsageError("the station window is not part of this build yet: add --headless")
-    _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path)
+    from station.headless import default_db_path
+
+    db = db or default_db_path()
+    if headless:
+        _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path)
+    else:
+        _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, None, 0.0)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--fast", is_flag=True, help="Replay as fast as possible instead of in real time.")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Event store (default: demo.db beside the station's own, never the station's).")
-def demo(fast: bool, db: Path | None) -> None:
-    """The station on its bundled demo recording (headless until the window lands).
+@click.option("--headless", is_flag=True, help="No window: JSON lines on standard output.")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a PNG of the window after --after seconds, then exit.")
+@click.option("--after", "after_s", default=12.0, show_default=True, type=click.FloatRange(0.1, 600),
+              metavar="SECONDS", help="When to take the --screenshot.")
+@click.option("--kiosk", is_flag=True, help="The window full screen.")
+def demo(fast: bool, db: Path | None, headless: bool, screenshot: Path | None, after_s: float, kiosk: bool) -> None:
+    """The station on its bundled demo recording.
 
-    Fetches the face model on first use.
+    Opens the guards' window where there is a display (or with --screenshot), else runs headless and
+    prints the JSON lines. Fetches the face model on first use.
 
     \b
-    Example:
+    Examples:
       station demo
+      station demo --screenshot demo.png --after 12
+      station demo --headless --fast
     """
+    import os
+
     from station.headless import default_db_path
     from station.model_setup import ModelManifest, prepare_model
 
@@ -160,7 +177,17 @@ def demo(fast: bool, db: Path | None) -> None:
     if not (REPO_ROOT / "models" / ModelManifest.load().file).is_file():
         click.echo("first use: fetching the face model (station model fetch) ...", err=True)
         prepare_model()
-    _screen_headless(None, None, DEMO_RECORDING, None, db or default_db_path("demo.db"), fast, "-")
+    db = db or default_db_path("demo.db")
+    display = any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if headless or (screenshot is None and not display):
+        if not headless:
+            click.echo("no display here: running headless (the window needs X11, Wayland or "
+                       "QT_QPA_PLATFORM)", err=True)
+        _screen_headless(None, None, DEMO_RECORDING, None, db, fast, "-")
+        return
+    if screenshot is not None and not display:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    _screen_in_window(None, None, DEMO_RECORDING, None, db, fast, kiosk, screenshot, after_s)
 
 
 def _demo_flags() -> str:
@@ -168,15 +195,46 @@ def _demo_flags() -> str:
 
 
 def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path) -> None:
-    from station.headless import default_db_path, events_output, json_line_writer, open_station, run_headless
+    from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
 
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
-        with open_station(intake, db=db or default_db_path()) as station, events_output(events_path) as out:
+        with open_station(intake, db=db) as station, events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             where = station.store.path if station.store is not None else "nowhere"
     summary = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "nobody screened"
     click.echo(f"screened: {summary}; logged in {where}", err=True)
+
+
+def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, screenshot,
+                      after_s) -> None:
+    """The window around the same engine. Everything that can be checked before Qt starts is checked
+    here, so a bad input is still one line and exit 1, not a window with an error in it."""
+    from contextlib import contextmanager
+
+    from station.headless import open_station
+    from station.intake import open_intake
+    from station.model_setup import load_model_path
+    from station.profile import CalibrationProfile
+    from station.recording import Recording
+
+    load_model_path()
+    if recording is not None:
+        Recording.open(recording)
+    if calibration is not None:
+        CalibrationProfile.load(calibration)
+
+    @contextmanager
+    def factory():
+        with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None) as intake:
+            with open_station(intake, db=db) as station:
+                yield station
+
+    from ui.app import run_window
+
+    code = run_window(factory, db_path=db, kiosk=kiosk, screenshot=screenshot, after_s=after_s)
+    if code:
+        raise SystemExit(code)
 
 
 # --------------------------------------------------------------------------------------------- hardware

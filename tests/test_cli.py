@@ -76,10 +76,9 @@ def test_run_writes_events_to_a_file(recording, tmp_path):
     assert kinds[0] == "started" and kinds[-1] == "stopped"
 
 
-def test_run_without_headless_says_what_to_do(recording):
-    result = CliRunner().invoke(main, ["run", "--recording", str(recording)])
-    assert result.exit_code == 2
-    assert "--headless" in result.output
+def test_run_in_a_window_checks_its_inputs_before_qt_starts(tmp_path):
+    line = _one_line_error(CliRunner().invoke(main, ["run", "--recording", str(tmp_path / "nope")]))
+    assert "nope" in line
 
 
 def test_missing_recording_is_one_line(tmp_path):

@@ -35,7 +35,7 @@ def test_demo_recording_regenerates_byte_for_byte(tmp_path):
 
 
 def test_demo_command_replays_the_demo():
-    result = CliRunner().invoke(main, ["demo", "--fast"])
+    result = CliRunner().invoke(main, ["demo", "--fast", "--headless"])
     assert result.exit_code == 0, result.output
     last = json.loads(result.stdout.splitlines()[-1])
     assert last["kind"] == "stopped"

@@ -156,7 +156,7 @@ def json_line_writer_into(sink: list[dict]):
 
 
 def test_demo_keeps_its_own_database(face_model, private_station_dirs):
-    result = CliRunner().invoke(main, ["demo", "--fast"])
+    result = CliRunner().invoke(main, ["demo", "--fast", "--headless"])
     assert result.exit_code == 0, result.output
     data = private_station_dirs / "data" / "fever-station"
     assert (data / "demo.db").is_file() and not (data / "station.db").exists()

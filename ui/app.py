@@ -1,0 +1,56 @@
+"""The window's entry point: a QApplication, the station window around an engine, and the event loop.
+
+``station demo`` and ``station run`` call :func:`run_window` lazily (the command line is the only place
+that imports ``ui``), so the headless commands never load Qt.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+
+from ui.main_window import MainWindow
+from ui.worker import StationFactory
+
+
+def run_window(
+    factory: StationFactory,
+    *,
+    db_path: Path | None,
+    kiosk: bool = False,
+    size: tuple[int, int] = (1280, 720),
+    screenshot: Path | None = None,
+    after_s: float = 5.0,
+) -> int:
+    """Open the station window until it is closed; with ``screenshot``, grab it to a PNG after
+    ``after_s`` seconds and quit. Returns the process exit code (non-zero when the engine failed or
+    the screenshot could not be written, after saying why in one line on stderr)."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = MainWindow(factory, db_path=db_path)
+    outcome = {"code": 0}
+    if kiosk:
+        window.showFullScreen()
+    else:
+        window.resize(*size)
+        window.show()
+    if screenshot is not None:
+        def grab() -> None:
+            window.draw_latest()
+            if not window.grab().save(str(screenshot), "PNG"):
+                print(f"Error: {screenshot}: cannot write the screenshot", file=sys.stderr)
+                outcome["code"] = 1
+            window.close()
+
+        QTimer.singleShot(int(after_s * 1000), grab)
+
+    def on_failed(message: str) -> None:
+        print(f"Error: {message}", file=sys.stderr)
+        outcome["code"] = 1
+
+    window.worker.failed.connect(on_failed)
+    app.exec()
+    window.shutdown()
+    return outcome["code"]

@@ -1,0 +1,331 @@
+"""The guards' station window: live views, verdicts, the alarm banner, system alarms, today's counters.
+
+Composition only: the engine runs in :class:`ui.worker.StationWorker` on its own thread; a ~30 Hz timer
+draws the latest tick; decisions and system events arrive by queued signals the moment the engine makes
+them, so an alarm reaches the banner whatever the drawing rate. Acknowledgements go through the event
+store's API on this (the GUI) thread's own SQLite connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QIcon, QKeySequence, QShortcut
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.pipeline import Station, Tick
+from station.store import EventStore
+from station.types import ScreeningDecision, SystemEvent
+from ui.ack_dialog import AcknowledgeDialog
+from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap
+from ui.guidance import guidance_for
+from ui.sound import AlarmSound
+from ui.views import FaceMark, ImageView, ThermalView
+from ui.worker import DecisionNote, StationFactory, StationWorker, start_worker
+
+FRAME_MS = 33  # ~30 Hz drawing
+MAX_CALIBRATION_AGE_DAYS = 30.0
+DEFAULT_ELEVATED_C = 37.3
+DEFAULT_OFFSET_C = 1.24
+HISTORY_ROWS = 200
+LEVEL_TEXT = {"normal": "#2e7d32", "elevated": "#ff8f00", "fever": "#d50000", "retry": "#546e7a"}
+
+
+class HistoryPanel(QWidget):
+    """The latest screenings, newest first, with thumbnails for alarms only and a filter by level."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.filter = QComboBox()
+        self.filter.addItems(["All", "fever", "elevated", "retry", "normal"])
+        self.filter.currentTextChanged.connect(self._apply_filter)
+        self.list = QListWidget()
+        self.list.setIconSize(self.list.iconSize() * 3)
+        layout = QVBoxLayout(self)
+        title = QLabel("Latest screenings")
+        title.setFont(QFont("Sans", 16, QFont.Weight.Bold))
+        layout.addWidget(title)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.list, 1)
+
+    def add(self, note: DecisionNote, wall: str) -> None:
+        d = note.decision
+        temp = "" if d.body_c is None else f" {d.body_c:.1f} °C"
+        why = f" ({', '.join(sorted(d.quality))})" if d.level == "retry" and d.quality else ""
+        item = QListWidgetItem(f"{wall}  {d.level.upper()}{temp}{why}")
+        item.setData(Qt.ItemDataRole.UserRole, d.level)
+        item.setForeground(QColor(LEVEL_TEXT.get(d.level, "#000000")))
+        if note.snapshot_bgr is not None and note.snapshot_bgr.size:  # alarms only carry a snapshot
+            item.setIcon(QIcon(bgr_pixmap(note.snapshot_bgr, 64)))
+        self.list.insertItem(0, item)
+        while self.list.count() > HISTORY_ROWS:
+            self.list.takeItem(self.list.count() - 1)
+        self._apply_filter(self.filter.currentText())
+
+    def _apply_filter(self, level: str) -> None:
+        for k in range(self.list.count()):
+            item = self.list.item(k)
+            item.setHidden(level != "All" and item.data(Qt.ItemDataRole.UserRole) != level)
+
+
+class MainWindow(QMainWindow):
+    """The station window around one worker. ``db_path``: the log acknowledgements are written to."""
+
+    alarm_shown = pyqtSignal(object)  # PendingAlarm, when the banner shows it (bench/ui.py measures this)
+
+    def __init__(self, factory: StationFactory, *, db_path: Path | None, palette: str = "iron",
+                 elevated_c: float = DEFAULT_ELEVATED_C, offset_c: float = DEFAULT_OFFSET_C) -> None:
+        super().__init__()
+        self.setWindowTitle("Fever screening station")
+        self.setFont(QFont("Sans", 16))
+        self.db_path = db_path
+        self._ack_store: EventStore | None = None
+        self.decided: dict[int, ScreeningDecision] = {}
+        self.counts: Counter = Counter()
+        self.lost: set[str] = set()
+        self.blackbody_state: tuple[str, str] | None = None
+        self.station: Station | None = None
+        self.ended = False
+        self.engine_error: str | None = None
+        self.draw_seconds = 0.0
+        self.frames_drawn = 0
+        self._tick_times: dict[str, list[tuple[float, int]]] = {"visible": [], "thermal": []}
+
+        self.banner = AlarmBanner()
+        self.banner.acknowledge_requested.connect(self.acknowledge)
+        self.system_strip = QLabel()
+        self.system_strip.setFont(QFont("Sans", 20, QFont.Weight.Bold))
+        self.system_strip.setStyleSheet("background: #ffca28; color: #000; padding: 8px;")
+        self.system_strip.hide()
+        self.visible_view = ImageView("visible")
+        self.thermal_view = ThermalView()
+        self.thermal_view.set_palette(palette)
+        self.thermal_view.isotherm_c = elevated_c - offset_c
+        self.history = HistoryPanel()
+        self.history.setMaximumWidth(380)
+        self.counters = QLabel()
+        self.counters.setFont(QFont("Sans", 20, QFont.Weight.Bold))
+
+        views = QHBoxLayout()
+        views.addWidget(self.visible_view, 4)
+        views.addWidget(self.thermal_view, 3)
+        side = QVBoxLayout()
+        side.addWidget(self.counters)
+        side.addWidget(self.history, 1)
+        body = QGridLayout()
+        body.addLayout(views, 0, 0)
+        body.addLayout(side, 0, 1)
+        body.setColumnStretch(0, 1)
+        column = QVBoxLayout()
+        column.addWidget(self.banner)
+        column.addWidget(self.system_strip)
+        column.addLayout(body, 1)
+        central = QWidget()
+        central.setLayout(column)
+        self.setCentralWidget(central)
+
+        self.status_fps = QLabel()
+        self.status_calibration = QLabel()
+        self.status_blackbody = QLabel()
+        self.status_model = QLabel()
+        self.status_message = QLabel()
+        for label in (self.status_fps, self.status_calibration, self.status_blackbody, self.status_model):
+            label.setStyleSheet("padding: 0 12px;")
+            self.statusBar().addWidget(label)
+        self.statusBar().addPermanentWidget(self.status_message)
+        self._update_counters()
+
+        self.sound = AlarmSound(parent=self)
+        if self.sound.fallback_message:
+            self.status_message.setText(self.sound.fallback_message)
+        self.sound.fallback.connect(self.status_message.setText)
+        for key in ("F2", "Space"):
+            QShortcut(QKeySequence(key), self, activated=self.banner.request_acknowledge)
+
+        self.worker = StationWorker(factory)
+        self.worker.decision.connect(self.on_decision, Qt.ConnectionType.QueuedConnection)
+        self.worker.system_event.connect(self.on_system_event, Qt.ConnectionType.QueuedConnection)
+        self.worker.started_station.connect(self.on_station, Qt.ConnectionType.QueuedConnection)
+        self.worker.failed.connect(self.on_failed, Qt.ConnectionType.QueuedConnection)
+        self.worker.finished.connect(self.on_finished, Qt.ConnectionType.QueuedConnection)
+        self.thread = start_worker(self.worker)
+        self.timer = QTimer(self)
+        self.timer.setInterval(FRAME_MS)
+        self.timer.timeout.connect(self.draw_latest)
+        self.timer.start()
+
+    # ------------------------------------------------------------------ engine signals
+    def on_station(self, station: Station) -> None:
+        self.station = station
+        profile = station.profile
+        if profile.blackbody is not None:
+            self.thermal_view.blackbody_roi = profile.blackbody.roi
+        age = profile.age_days()
+        self.status_calibration.setText(f"Calibration {age:.0f} d")
+        self.status_model.setText(f"Model {station.detector.model_sha256[:8]}")
+
+    def on_decision(self, note: DecisionNote) -> None:
+        d = note.decision
+        self.decided[d.track_id] = d
+        self.counts["screened"] += 1
+        self.counts[d.level] += 1
+        self._update_counters()
+        self.history.add(note, time.strftime("%H:%M:%S"))
+        if d.level in ("elevated", "fever"):
+            alarm = PendingAlarm(note.screening_id, d.track_id, d.level, d.body_c, d.skin_c, d.t_decided,
+                                 note.snapshot_bgr, emitted_at=note.emitted_at)
+            self.banner.push(alarm)
+            alarm.shown_at = time.perf_counter()
+            self.sound.play()
+            self.alarm_shown.emit(alarm)
+
+    def on_system_event(self, event: SystemEvent) -> None:
+        if event.kind == "camera_lost":
+            self.lost.add(event.detail.split(":")[0])
+        elif event.kind == "camera_recovered":
+            self.lost.discard(event.detail.split(":")[0])
+        elif event.kind.startswith("blackbody_"):
+            self.blackbody_state = (event.kind, event.detail)
+        self._update_system_strip()
+
+    def on_failed(self, message: str) -> None:
+        self.engine_error = message
+        self.status_message.setText(message)
+        self._update_system_strip()
+
+    def on_finished(self) -> None:
+        self.ended = True
+        if self.engine_error is None:
+            self.status_message.setText("Input ended")
+
+    # ------------------------------------------------------------------ drawing
+    def pause_reason(self, tick: Tick | None) -> str | None:
+        """Why temperatures cannot be trusted now, or None. Resumes by itself when the cause clears."""
+        if self.lost:
+            return f"camera lost: {', '.join(sorted(self.lost))}"
+        if self.station is not None and self.station.profile.age_days() > MAX_CALIBRATION_AGE_DAYS:
+            return "calibration expired: ask a technician to recalibrate"
+        if tick is not None and tick.screening_paused:
+            kind = self.blackbody_state[0] if self.blackbody_state else "blackbody_not_seen"
+            return kind.replace("blackbody_", "blackbody ").replace("_", " ")
+        return None
+
+    def draw_latest(self) -> None:
+        tick = self.worker.latest()
+        if tick is None:
+            return
+        start = time.perf_counter()
+        paused = self.pause_reason(tick)
+        visible_marks, thermal_marks = self._marks(tick, paused)
+        if tick.pair.visible is not None:
+            self.visible_view.show(tick.pair.visible.image[:, :, ::-1], visible_marks, paused)
+        self.thermal_view.show_celsius(tick.thermal.celsius, thermal_marks, paused)
+        error = tick.thermal.blackbody_error_c
+        self.thermal_view.blackbody_text = "" if error is None else f"blackbody {error:+.2f} °C"
+        self.status_blackbody.setText("Blackbody —" if error is None else f"Blackbody error {error:+.2f} °C")
+        self._update_fps(tick)
+        self.draw_seconds += time.perf_counter() - start
+        self.frames_drawn += 1
+
+    def _marks(self, tick: Tick, paused: str | None) -> tuple[list[FaceMark], list[FaceMark]]:
+        by_track = {m.track_id: m for m in tick.measurements}
+        visible, thermal = [], []
+        for box, track_id in zip(tick.faces.xyxy, tick.track_ids, strict=False):
+            track_id = int(track_id)
+            decision = self.decided.get(track_id)
+            measurement = by_track.get(track_id)
+            if paused:
+                level, label = "retry", ""
+            elif decision is not None:
+                level = decision.level
+                label = f"{decision.body_c:.1f} °C" if decision.body_c is not None else "RETRY"
+                if decision.level == "retry":
+                    label = guidance_for(decision.quality) or "RETRY"
+            else:
+                level = "measuring"
+                label = (guidance_for(measurement.quality) if measurement is not None else None) or "measuring"
+            visible.append(FaceMark(tuple(float(v) for v in box), level, label))
+            if measurement is not None:
+                thermal.append(FaceMark(measurement.thermal_xyxy, level, ""))
+        return visible, thermal
+
+    def _update_fps(self, tick: Tick) -> None:
+        """Each camera's own frame rate, from frame indices over time (the drawing rate is another matter)."""
+        rates = []
+        for stream, frame in (("visible", tick.pair.visible), ("thermal", tick.pair.thermal)):
+            if frame is None:
+                continue
+            seen = self._tick_times[stream]
+            if not seen or frame.t != seen[-1][0]:
+                seen.append((frame.t, frame.index))
+                del seen[:-20]
+            if len(seen) > 2 and seen[-1][0] > seen[0][0]:
+                rates.append(f"{stream} {(seen[-1][1] - seen[0][1]) / (seen[-1][0] - seen[0][0]):.1f} fps")
+        self.status_fps.setText(" · ".join(rates))
+
+    def _update_counters(self) -> None:
+        c = self.counts
+        self.counters.setText(f"Today\nscreened {c['screened']}\nelevated {c['elevated']}\n"
+                              f"fever {c['fever']}\nretry {c['retry']}")
+
+    def _update_system_strip(self) -> None:
+        problems = []
+        if self.engine_error:
+            problems.append(self.engine_error)
+        if self.lost:
+            problems.append(f"CAMERA LOST: {', '.join(sorted(self.lost))}")
+        if self.blackbody_state and self.blackbody_state[0] != "blackbody_ok":
+            problems.append(f"BLACKBODY: {self.blackbody_state[0].removeprefix('blackbody_').replace('_', ' ')}")
+        if self.station is not None and self.station.profile.age_days() > MAX_CALIBRATION_AGE_DAYS:
+            problems.append("CALIBRATION EXPIRED")
+        self.system_strip.setText(" · ".join(problems))
+        self.system_strip.setVisible(bool(problems))
+
+    # ------------------------------------------------------------------ acknowledging
+    def acknowledge(self, alarm: PendingAlarm) -> None:
+        dialog = AcknowledgeDialog(alarm, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        self.record_acknowledgement(alarm, *dialog.values())
+
+    def record_acknowledgement(self, alarm: PendingAlarm, action: str, thermometer_c: float | None,
+                               note: str) -> None:
+        """Write the acknowledgement to the log (if the alarm was logged) and release the alarm."""
+        if alarm.screening_id is not None and self.db_path is not None:
+            if self._ack_store is None:
+                self._ack_store = EventStore(self.db_path)
+            self._ack_store.acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
+                                        operator="guard")
+        self.banner.resolve(alarm)
+        if not self.banner.pending():
+            self.sound.stop()
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self, wait_ms: int = 10000) -> bool:
+        """Stop the engine and wait for its thread; True if it ended in time."""
+        self.timer.stop()
+        self.sound.stop()
+        self.worker.stop()
+        ended = self.thread.wait(wait_ms)
+        if self._ack_store is not None:
+            self._ack_store.close()
+            self._ack_store = None
+        return ended
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,98 @@
+"""The alarm tone: QtMultimedia where it loads and finds an output, the system bell otherwise.
+
+A station without speakers (or a kiosk PC whose audio stack is missing) must still alarm visibly and
+must never crash for want of sound: the fallback beeps once a second through ``QApplication.beep()``
+and says so once, so the guard knows the tone is not coming.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import tempfile
+import wave
+from pathlib import Path
+
+from PyQt6.QtCore import QObject, QTimer, QUrl, pyqtSignal
+from PyQt6.QtWidgets import QApplication
+
+TONE_HZ = (880.0, 660.0)  # a two-tone "hi-lo", recognisable as an alarm over a lobby's noise
+TONE_S = 0.5
+
+
+def write_tone(path: Path, rate: int = 22050) -> Path:
+    """A 16-bit mono WAV of the two-tone alarm, half a second each."""
+    frames = bytearray()
+    for hz in TONE_HZ:
+        n = int(rate * TONE_S)
+        for k in range(n):
+            fade = min(1.0, k / 200, (n - k) / 200)  # no clicks at the joins
+            frames += struct.pack("<h", int(12000 * fade * math.sin(2 * math.pi * hz * k / rate)))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    return path
+
+
+class AlarmSound(QObject):
+    """Plays the alarm tone in a loop until stopped; ``backend`` says which way it sounds."""
+
+    fallback = pyqtSignal(str)
+
+    def __init__(self, volume: float = 0.8, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.volume = float(volume)
+        self.backend = "beep"
+        self.fallback_message: str | None = None
+        self.playing = False
+        self._effect = None
+        self._beeper = QTimer(self)
+        self._beeper.setInterval(1000)
+        self._beeper.timeout.connect(QApplication.beep)
+        self._try_multimedia()
+
+    def _try_multimedia(self) -> None:
+        try:
+            from PyQt6.QtMultimedia import QMediaDevices, QSoundEffect
+        except ImportError as exc:
+            first = str(exc).split(":")[0]
+            self._fall_back(f"No audio ({first}): alarms use the system bell")
+            return
+        if not QMediaDevices.audioOutputs():
+            self._fall_back("No audio output device: alarms use the system bell")
+            return
+        tone = write_tone(Path(tempfile.gettempdir()) / "fever-station-alarm.wav")
+        effect = QSoundEffect(self)
+        effect.setSource(QUrl.fromLocalFile(str(tone)))
+        effect.setLoopCount(QSoundEffect.Loop.Infinite.value)
+        effect.setVolume(self.volume)
+        self._effect, self.backend = effect, "QtMultimedia"
+
+    def _fall_back(self, message: str) -> None:
+        self.backend, self._effect = "beep", None
+        if self.fallback_message is None:
+            self.fallback_message = message
+            self.fallback.emit(message)
+
+    def play(self) -> None:
+        if self.playing:
+            return
+        self.playing = True
+        if self._effect is not None:
+            self._effect.play()
+        else:
+            QApplication.beep()
+            self._beeper.start()
+
+    def stop(self) -> None:
+        self.playing = False
+        self._beeper.stop()
+        if self._effect is not None:
+            self._effect.stop()
+
+    def set_volume(self, volume: float) -> None:
+        self.volume = min(max(float(volume), 0.0), 1.0)
+        if self._effect is not None:
+            self._effect.setVolume(self.volume)
