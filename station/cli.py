@@ -195,11 +195,14 @@ def _demo_flags() -> str:
 
 
 def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path) -> None:
+    from station.alarm import AlarmPolicy
+    from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
 
+    settings = load_config(default_config_path()).to_alarm_settings()
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
-        with open_station(intake, db=db) as station, events_output(events_path) as out:
+        with open_station(intake, db=db, policy=AlarmPolicy(settings)) as station, events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             where = station.store.path if station.store is not None else "nowhere"
     summary = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "nobody screened"
@@ -212,12 +215,16 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     here, so a bad input is still one line and exit 1, not a window with an error in it."""
     from contextlib import contextmanager
 
+    from station.alarm import AlarmPolicy
+    from station.config import default_config_path, load_config
     from station.headless import open_station
     from station.intake import open_intake
     from station.model_setup import load_model_path
     from station.profile import CalibrationProfile
     from station.recording import Recording
 
+    config_path = default_config_path()
+    config = load_config(config_path)
     load_model_path()
     if recording is not None:
         Recording.open(recording)
@@ -227,12 +234,13 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     @contextmanager
     def factory():
         with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None) as intake:
-            with open_station(intake, db=db) as station:
+            with open_station(intake, db=db, policy=AlarmPolicy(config.to_alarm_settings())) as station:
                 yield station
 
     from ui.app import run_window
 
-    code = run_window(factory, db_path=db, kiosk=kiosk, screenshot=screenshot, after_s=after_s)
+    code = run_window(factory, db_path=db, kiosk=kiosk, screenshot=screenshot, after_s=after_s, config=config,
+                      config_path=config_path)
     if code:
         raise SystemExit(code)
 

@@ -17,12 +17,12 @@ import pytest
 from PyQt6.QtGui import QImage
 
 from station.cli import DEMO_RECORDING
+from station.guidance import guidance_for
 from station.headless import open_station
 from station.intake import open_intake
 from station.store import EventStore
 from ui.ack_dialog import AcknowledgeDialog
 from ui.alarm_banner import AlarmBanner, PendingAlarm
-from ui.guidance import guidance_for
 from ui.main_window import MainWindow
 from ui.palette import colourise, lut
 from ui.sound import AlarmSound
@@ -170,3 +170,19 @@ def test_demo_screenshot_writes_the_window(tmp_path, face_model):
     assert result.returncode == 0, result.stderr
     image = QImage(str(out))
     assert (image.width(), image.height()) == (1280, 720)
+
+
+def test_new_settings_reach_the_view_the_file_and_the_engine(qtbot, tmp_path, face_model):
+    from station.config import StationConfig, load_config
+
+    win = MainWindow(demo_factory(tmp_path / "s.db", fast=False), db_path=tmp_path / "s.db",
+                     config_path=tmp_path / "config.toml")
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.station is not None and win.worker.latest() is not None, timeout=30000)
+    win.apply_settings(StationConfig(elevated_c=37.6, fever_c=38.5, palette="grey"))
+    assert win.thermal_view.palette_name == "grey"
+    assert win.thermal_view.isotherm_c == pytest.approx(37.6 - 1.24)
+    assert load_config(tmp_path / "config.toml").fever_c == 38.5
+    qtbot.waitUntil(lambda: win.station.policy.settings.fever_c == 38.5, timeout=10000)
+    assert win.shutdown(wait_ms=5000)

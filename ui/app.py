@@ -12,6 +12,7 @@ from pathlib import Path
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
+from station.config import StationConfig
 from ui.main_window import MainWindow
 from ui.worker import StationFactory
 
@@ -24,12 +25,14 @@ def run_window(
     size: tuple[int, int] = (1280, 720),
     screenshot: Path | None = None,
     after_s: float = 5.0,
+    config: StationConfig | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """Open the station window until it is closed; with ``screenshot``, grab it to a PNG after
     ``after_s`` seconds and quit. Returns the process exit code (non-zero when the engine failed or
     the screenshot could not be written, after saying why in one line on stderr)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(factory, db_path=db_path)
+    window = MainWindow(factory, db_path=db_path, config=config, config_path=config_path)
     outcome = {"code": 0}
     if kiosk:
         window.showFullScreen()

@@ -23,24 +23,25 @@ from PyQt6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from station.config import StationConfig, save_config
+from station.guidance import guidance_for
 from station.pipeline import Station, Tick
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 from ui.ack_dialog import AcknowledgeDialog
 from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap
-from ui.guidance import guidance_for
+from ui.settings_dialog import SettingsDialog
 from ui.sound import AlarmSound
 from ui.views import FaceMark, ImageView, ThermalView
 from ui.worker import DecisionNote, StationFactory, StationWorker, start_worker
 
 FRAME_MS = 33  # ~30 Hz drawing
 MAX_CALIBRATION_AGE_DAYS = 30.0
-DEFAULT_ELEVATED_C = 37.3
-DEFAULT_OFFSET_C = 1.24
 HISTORY_ROWS = 200
 LEVEL_TEXT = {"normal": "#2e7d32", "elevated": "#ff8f00", "fever": "#d50000", "retry": "#546e7a"}
 
@@ -87,9 +88,11 @@ class MainWindow(QMainWindow):
 
     alarm_shown = pyqtSignal(object)  # PendingAlarm, when the banner shows it (bench/ui.py measures this)
 
-    def __init__(self, factory: StationFactory, *, db_path: Path | None, palette: str = "iron",
-                 elevated_c: float = DEFAULT_ELEVATED_C, offset_c: float = DEFAULT_OFFSET_C) -> None:
+    def __init__(self, factory: StationFactory, *, db_path: Path | None, config: StationConfig | None = None,
+                 config_path: Path | None = None) -> None:
         super().__init__()
+        self.config = config or StationConfig()
+        self.config_path = config_path
         self.setWindowTitle("Fever screening station")
         self.setFont(QFont("Sans", 16))
         self.db_path = db_path
@@ -101,6 +104,7 @@ class MainWindow(QMainWindow):
         self.station: Station | None = None
         self.ended = False
         self.engine_error: str | None = None
+        self._drawn_state: tuple | None = None
         self.draw_seconds = 0.0
         self.frames_drawn = 0
         self._tick_times: dict[str, list[tuple[float, int]]] = {"visible": [], "thermal": []}
@@ -113,12 +117,13 @@ class MainWindow(QMainWindow):
         self.system_strip.hide()
         self.visible_view = ImageView("visible")
         self.thermal_view = ThermalView()
-        self.thermal_view.set_palette(palette)
-        self.thermal_view.isotherm_c = elevated_c - offset_c
+
         self.history = HistoryPanel()
         self.history.setMaximumWidth(380)
         self.counters = QLabel()
         self.counters.setFont(QFont("Sans", 20, QFont.Weight.Bold))
+        self.settings_button = QPushButton("Settings (technician)")
+        self.settings_button.clicked.connect(self.open_settings)
 
         views = QHBoxLayout()
         views.addWidget(self.visible_view, 4)
@@ -126,6 +131,7 @@ class MainWindow(QMainWindow):
         side = QVBoxLayout()
         side.addWidget(self.counters)
         side.addWidget(self.history, 1)
+        side.addWidget(self.settings_button)
         body = QGridLayout()
         body.addLayout(views, 0, 0)
         body.addLayout(side, 0, 1)
@@ -149,12 +155,13 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_message)
         self._update_counters()
 
-        self.sound = AlarmSound(parent=self)
+        self.sound = AlarmSound(self.config.volume, parent=self)
         if self.sound.fallback_message:
             self.status_message.setText(self.sound.fallback_message)
         self.sound.fallback.connect(self.status_message.setText)
         for key in ("F2", "Space"):
             QShortcut(QKeySequence(key), self, activated=self.banner.request_acknowledge)
+        self.apply_display_settings()
 
         self.worker = StationWorker(factory)
         self.worker.decision.connect(self.on_decision, Qt.ConnectionType.QueuedConnection)
@@ -230,6 +237,10 @@ class MainWindow(QMainWindow):
             return
         start = time.perf_counter()
         paused = self.pause_reason(tick)
+        state = (id(tick), paused, len(self.decided), self.config.palette)
+        if state == self._drawn_state:  # nothing new since the last frame drawn: the views are current
+            return
+        self._drawn_state = state
         visible_marks, thermal_marks = self._marks(tick, paused)
         if tick.pair.visible is not None:
             self.visible_view.show(tick.pair.visible.image[:, :, ::-1], visible_marks, paused)
@@ -254,10 +265,11 @@ class MainWindow(QMainWindow):
                 level = decision.level
                 label = f"{decision.body_c:.1f} °C" if decision.body_c is not None else "RETRY"
                 if decision.level == "retry":
-                    label = guidance_for(decision.quality) or "RETRY"
+                    label = guidance_for(decision.quality, self.config.guidance) or "RETRY"
             else:
                 level = "measuring"
-                label = (guidance_for(measurement.quality) if measurement is not None else None) or "measuring"
+                guidance = guidance_for(measurement.quality, self.config.guidance) if measurement is not None else None
+                label = guidance or "measuring"
             visible.append(FaceMark(tuple(float(v) for v in box), level, label))
             if measurement is not None:
                 thermal.append(FaceMark(measurement.thermal_xyxy, level, ""))
@@ -313,6 +325,28 @@ class MainWindow(QMainWindow):
         self.banner.resolve(alarm)
         if not self.banner.pending():
             self.sound.stop()
+
+    # ------------------------------------------------------------------ settings
+    def apply_display_settings(self) -> None:
+        """What the window itself draws from the settings: palette, isotherm, guidance, volume."""
+        self.thermal_view.set_palette(self.config.palette)
+        self.thermal_view.isotherm_c = self.config.elevated_c - self.config.skin_to_body_offset_c
+        self.sound.set_volume(self.config.volume)
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.config, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.result_config())
+
+    def apply_settings(self, config: StationConfig) -> None:
+        """Save, redraw with, and hand the engine the new settings (its thresholds change between two
+        frame pairs; the relative mode's baseline starts afresh)."""
+        config.check()
+        if self.config_path is not None:
+            save_config(config, self.config_path)
+        self.config = config
+        self.apply_display_settings()
+        self.worker.apply_alarm_settings(config.to_alarm_settings())
 
     # ------------------------------------------------------------------ closing
     def shutdown(self, wait_ms: int = 10000) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from station.config import PALETTES as CONFIG_PALETTES
+
 LEVELS_C = (20.0, 40.0)  # the display's fixed range: room to skin to fever
 
 # Colour stops (position 0..1, RGB). "Iron" runs black, indigo, magenta-red, orange, yellow, white, the
@@ -35,6 +37,7 @@ PALETTE_STOPS: dict[str, tuple[tuple[float, tuple[int, int, int]], ...]] = {
     ),
 }
 PALETTES = tuple(PALETTE_STOPS)
+assert PALETTES == CONFIG_PALETTES, "station/config.py names the palettes a config may choose"
 
 
 def lut(name: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, QThread, pyqtSignal
 
+from station.alarm import AlarmPolicy, AlarmSettings
 from station.errors import StationError
 from station.pipeline import Station, Tick
 from station.types import ScreeningDecision, SystemEvent
@@ -67,11 +68,16 @@ class StationWorker(QObject):
         self._latest: Tick | None = None
         self._stop = threading.Event()
         self._station: Station | None = None
+        self._new_settings: AlarmSettings | None = None
         self.ticks = 0
 
     def latest(self) -> Tick | None:
         with self._lock:
             return self._latest
+
+    def apply_alarm_settings(self, settings: AlarmSettings) -> None:
+        """New thresholds from the settings dialog; the engine takes them before its next item."""
+        self._new_settings = settings
 
     def stop(self) -> None:
         """Ask the loop to end; safe from any thread. The intake stops waiting for frames at once."""
@@ -97,6 +103,8 @@ class StationWorker(QObject):
     def _loop(self, station: Station) -> None:
         try:
             for item in station.run():
+                if self._new_settings is not None:
+                    station.policy, self._new_settings = AlarmPolicy(self._new_settings), None
                 if isinstance(item, Tick):
                     with self._lock:
                         self._latest = item

@@ -1,0 +1,140 @@
+"""The station's settings file: thresholds, alarm mode, volume, palette, guidance strings, technician PIN.
+
+Thresholds decide who is stopped at a door, so only a technician may change them: the settings are
+behind a PIN, stored as a salted scrypt hash (never the PIN itself), so a copied config file does not
+give the PIN away and two stations with the same PIN do not share a hash. The file is TOML, written
+atomically with mode 0600. Pure Python, in the engine's package: the headless station screens with the
+same thresholds as the window.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from station.alarm import AlarmSettings
+from station.errors import StationError
+from station.guidance import DEFAULT_GUIDANCE
+
+PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MB and ~50 ms per check: slow to brute-force, quick to use
+
+
+@dataclass
+class StationConfig:
+    elevated_c: float = 37.3
+    fever_c: float = 38.0
+    skin_to_body_offset_c: float = 1.24
+    mode: str = "absolute"
+    relative_margin_c: float = 1.0
+    volume: float = 0.8
+    palette: str = "iron"
+    guidance: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_GUIDANCE))
+    pin_hash: str | None = None
+
+    def to_alarm_settings(self) -> AlarmSettings:
+        return AlarmSettings(mode=self.mode, skin_to_body_offset_c=self.skin_to_body_offset_c,  # type: ignore[arg-type]
+                             elevated_c=self.elevated_c, fever_c=self.fever_c,
+                             relative_margin_c=self.relative_margin_c)
+
+    def check(self, where: str = "settings") -> None:
+        """Raise StationError naming the first bad key."""
+        if self.palette not in PALETTES:
+            raise StationError(f"{where}: palette: expected one of {', '.join(PALETTES)}, got {self.palette!r}")
+        if not 0.0 <= self.volume <= 1.0:
+            raise StationError(f"{where}: volume: expected 0 to 1, got {self.volume}")
+        unknown = set(self.guidance) - set(DEFAULT_GUIDANCE)
+        if unknown:
+            raise StationError(f"{where}: guidance: unknown flag {sorted(unknown)[0]!r}")
+        try:
+            self.to_alarm_settings()
+        except ValueError as exc:
+            raise StationError(f"{where}: {exc}") from None
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "fever-station" / "config.toml"
+
+
+def load_config(path: Path) -> StationConfig:
+    """The settings in ``path``; defaults when it does not exist yet."""
+    if not path.exists():
+        return StationConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise StationError(f"{path}: cannot read the settings ({exc})") from None
+    known = {f.name: f for f in fields(StationConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise StationError(f"{path}: unknown key {key!r}")
+        expected = StationConfig.__dataclass_fields__[key].type
+        if "float" in str(expected) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = {"float": isinstance(value, float), "str": isinstance(value, str),
+              "dict[str, str]": isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
+              "str | None": isinstance(value, str)}.get(str(expected), True)
+        if not ok:
+            raise StationError(f"{path}: {key}: expected {expected}, got {value!r}")
+        values[key] = value
+    if "guidance" in values:
+        values["guidance"] = {**DEFAULT_GUIDANCE, **values["guidance"]}
+    config = StationConfig(**values)
+    config.check(str(path))
+    return config
+
+
+def save_config(config: StationConfig, path: Path) -> None:
+    """Write atomically (a temporary file renamed over the old one), readable by the owner only."""
+    config.check(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {k: v for k, v in asdict(config).items() if v is not None}
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(tomli_w.dumps(data))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def check_pin_format(pin: str) -> None:
+    if not (pin.isdigit() and 4 <= len(pin) <= 12):
+        raise StationError("PIN: expected 4 to 12 digits")
+
+
+def hash_pin(pin: str) -> str:
+    """A self-describing salted scrypt hash: ``scrypt$n=..,r=..,p=..$salt$hash`` (base64)."""
+    check_pin_format(pin)
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt$n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def check_pin(pin: str, pin_hash: str | None) -> bool:
+    """Whether ``pin`` matches; constant-time, and False for a missing or malformed hash."""
+    if not pin_hash:
+        return False
+    try:
+        scheme, params, salt, digest = pin_hash.split("$")
+        cost = dict(item.split("=") for item in params.split(","))
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(pin.encode(), salt=base64.b64decode(salt), n=int(cost["n"]), r=int(cost["r"]),
+                             p=int(cost["p"]), dklen=32)
+    except (ValueError, KeyError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
