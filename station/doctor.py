@@ -16,8 +16,6 @@ from pathlib import Path
 from station.errors import StationError
 from station.model_setup import sha256_file
 
-MAX_CALIBRATION_AGE_DAYS = 30.0
-
 
 @dataclass(frozen=True)
 class Check:
@@ -109,7 +107,7 @@ def _recording(path: Path | None) -> Check:
 
 
 def _calibration(path: Path | None, recording: Path | None) -> Check:
-    from station.profile import CalibrationProfile
+    from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 
     if path is None and recording is not None:
         path = recording / "calibration.toml"

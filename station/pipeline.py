@@ -20,7 +20,7 @@ from station.alarm import AlarmPolicy
 from station.detect import FaceDetector
 from station.intake import Intake
 from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
-from station.profile import CalibrationProfile
+from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import map_faces
 from station.store import EventStore
@@ -65,6 +65,7 @@ class Station:
         measure: MeasureSettings | None = None,
         track: TrackSettings | None = None,
         idle_detect_every: int = 2,
+        max_calibration_age_days: float = MAX_CALIBRATION_AGE_DAYS,
     ) -> None:
         self.intake = intake
         self.detector = detector
@@ -82,6 +83,10 @@ class Station:
         # an alarm through the store (read it on the thread that runs the station, right after the decision).
         self.screening_ids: dict[int, int] = {}
         self.idle_detect_every = idle_detect_every
+        # An expired calibration pauses screening for the whole run, like a blackbody out of tolerance.
+        self.calibration_age_days = profile.age_days()
+        self.calibration_expired = self.calibration_age_days > max_calibration_age_days
+        self._max_age_days = max_calibration_age_days
         self._idle_pairs = 0
         self._last_seen: tuple[Faces, np.ndarray, list[Measurement]] = (Faces.empty(), np.zeros(0, np.int64), [])
         self._faces_key: tuple[int, float] | None = None
@@ -89,6 +94,12 @@ class Station:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[Tick | SystemEvent]:
+        if self.calibration_expired:
+            event = SystemEvent("calibration_expired", 0.0, f"calibration {self.calibration_id} is "
+                                f"{self.calibration_age_days:.0f} days old (limit {self._max_age_days:.0f}): "
+                                "screening paused until a technician recalibrates")
+            self.log_event(event)
+            yield event
         for item in self.intake.run():
             if isinstance(item, SystemEvent):
                 self.log_event(item)
@@ -105,7 +116,7 @@ class Station:
         for event in events:
             self.log_event(event)
         self._blackbody_error = thermal.blackbody_error_c
-        paused = not self.radiometer.screening_allowed
+        paused = not self.radiometer.screening_allowed or self.calibration_expired
         if self._detect_now(pair):
             faces = self._faces(pair)
             ids = self.tracker.update(pair.t, faces.xyxy)
@@ -177,7 +188,9 @@ class Station:
             quality = set(reading.quality)
             if crowded[k]:
                 quality.add("several_faces")
-            if paused:
+            if self.calibration_expired:
+                quality.add("calibration_expired")
+            elif paused:
                 quality.add("blackbody_bad")
             if self._moving(int(ids[k]), pair):
                 quality.add("motion")

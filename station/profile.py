@@ -26,6 +26,10 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
 
 
+# A calibration older than this is not trusted: drift, a knocked camera, a re-aimed blackbody. The
+# station pauses screening (and says so) until a technician recalibrates.
+MAX_CALIBRATION_AGE_DAYS = 30.0
+
 @dataclass(frozen=True)
 class Registration:
     """Visible pixels to thermal pixels.

@@ -188,7 +188,9 @@ class ThermalImage:
             )
 
 
-QUALITY_FLAGS = frozenset({"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "motion"})
+QUALITY_FLAGS = frozenset(
+    {"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "calibration_expired", "motion"}
+)
 LEVELS = ("normal", "elevated", "fever", "retry")
 
 

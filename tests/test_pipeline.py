@@ -192,3 +192,30 @@ def test_the_idle_detection_schedule_saves_work_without_changing_a_decision(face
         return [(d.t_decided, d.skin_c, d.level, d.quality) for d in decisions]
 
     assert told(scheduled) == told(every_pair)
+
+
+def test_an_expired_calibration_pauses_screening_and_says_so(tmp_path, face_model):
+    from station.alarm import AlarmPolicy, AlarmSettings
+    from station.detect import FaceDetector
+    from station.headless import radiometer_for
+    from station.pipeline import Station, Tick
+    from station.types import ScreeningDecision, SystemEvent
+
+    old = tmp_path / "old.toml"
+    text = (DEMO_RECORDING / "calibration.toml").read_text()
+    old.write_text(text.replace("2026-11-23T10:00:00Z", "2025-01-02T10:00:00Z"))
+    decisions, events = [], []
+    with open_intake(None, None, DEMO_RECORDING, old, fast=True, status=None) as intake:
+        station = Station(intake, FaceDetector(), intake.profile, radiometer_for(intake, intake.profile),
+                          AlarmPolicy(AlarmSettings()))
+        for item in station.run():
+            if isinstance(item, Tick):
+                decisions += item.decisions
+                assert item.screening_paused
+            elif isinstance(item, ScreeningDecision):
+                decisions.append(item)
+            elif isinstance(item, SystemEvent):
+                events.append(item)
+    assert events[0].kind == "calibration_expired" and "days old" in events[0].detail
+    assert decisions and all(d.level == "retry" and d.skin_c is None for d in decisions), decisions
+    assert any("calibration_expired" in d.quality for d in decisions)

@@ -186,3 +186,34 @@ def test_new_settings_reach_the_view_the_file_and_the_engine(qtbot, tmp_path, fa
     assert load_config(tmp_path / "config.toml").fever_c == 38.5
     qtbot.waitUntil(lambda: win.station.policy.settings.fever_c == 38.5, timeout=10000)
     assert win.shutdown(wait_ms=5000)
+
+
+def test_a_lost_camera_pauses_the_window_until_it_recovers(window, qtbot):
+    from station.types import SystemEvent
+
+    win, _ = window
+    qtbot.waitUntil(lambda: win.worker.latest() is not None, timeout=30000)
+    win.on_system_event(SystemEvent("camera_lost", 5.0, "thermal lepton: no frame for 2.0 s"))
+    assert "camera lost" in win.pause_reason(win.worker.latest())
+    assert win.system_strip.isVisible() and "CAMERA LOST" in win.system_strip.text()
+    win.on_system_event(SystemEvent("camera_recovered", 7.0, "thermal lepton: frames are flowing again"))
+    assert "camera lost" not in (win.pause_reason(win.worker.latest()) or "")
+    assert "CAMERA LOST" not in win.system_strip.text()
+
+
+def test_history_reopens_from_the_log_with_thumbnails_for_alarms_only(window, qtbot):
+    win, db = window
+    qtbot.waitUntil(lambda: win.ended, timeout=60000)
+    assert win.history.list.count() == 9
+    win.shutdown()
+    again = MainWindow(demo_factory(db), db_path=db)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.station is not None, timeout=30000)
+    items = [again.history.list.item(k) for k in range(again.history.list.count())]
+    assert len(items) >= 9
+    levels = {item.data(0x0100): not item.icon().isNull() for item in items}  # Qt.UserRole
+    assert levels.get("fever") is True and levels.get("normal") is False
+    again.history.filter.setCurrentText("fever")
+    shown = [item for item in items if not item.isHidden()]
+    assert shown and all(item.data(0x0100) == "fever" for item in shown)
+    again.shutdown()

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cv2
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QIcon, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
@@ -30,6 +31,7 @@ from PyQt6.QtWidgets import (
 
 from station.config import StationConfig, save_config
 from station.guidance import guidance_for
+from station.headless import snapshots_dir_for
 from station.pipeline import Station, Tick
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
@@ -41,7 +43,6 @@ from ui.views import FaceMark, ImageView, ThermalView
 from ui.worker import DecisionNote, StationFactory, StationWorker, start_worker
 
 FRAME_MS = 33  # ~30 Hz drawing
-MAX_CALIBRATION_AGE_DAYS = 30.0
 HISTORY_ROWS = 200
 LEVEL_TEXT = {"normal": "#2e7d32", "elevated": "#ff8f00", "fever": "#d50000", "retry": "#546e7a"}
 
@@ -63,19 +64,31 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.list, 1)
 
-    def add(self, note: DecisionNote, wall: str) -> None:
-        d = note.decision
-        temp = "" if d.body_c is None else f" {d.body_c:.1f} °C"
-        why = f" ({', '.join(sorted(d.quality))})" if d.level == "retry" and d.quality else ""
-        item = QListWidgetItem(f"{wall}  {d.level.upper()}{temp}{why}")
-        item.setData(Qt.ItemDataRole.UserRole, d.level)
-        item.setForeground(QColor(LEVEL_TEXT.get(d.level, "#000000")))
-        if note.snapshot_bgr is not None and note.snapshot_bgr.size:  # alarms only carry a snapshot
-            item.setIcon(QIcon(bgr_pixmap(note.snapshot_bgr, 64)))
+    def add(self, level: str, body_c: float | None, quality, wall: str, thumbnail=None) -> None:
+        """One screening at the top; ``thumbnail`` (BGR) only for alarms: the least image that helps."""
+        temp = "" if body_c is None else f" {body_c:.1f} °C"
+        why = f" ({', '.join(sorted(quality))})" if level == "retry" and quality else ""
+        item = QListWidgetItem(f"{wall}  {level.upper()}{temp}{why}")
+        item.setData(Qt.ItemDataRole.UserRole, level)
+        item.setForeground(QColor(LEVEL_TEXT.get(level, "#000000")))
+        if thumbnail is not None and thumbnail.size and level in ("elevated", "fever"):
+            item.setIcon(QIcon(bgr_pixmap(thumbnail, 64)))
         self.list.insertItem(0, item)
         while self.list.count() > HISTORY_ROWS:
             self.list.takeItem(self.list.count() - 1)
         self._apply_filter(self.filter.currentText())
+
+    def load(self, store: EventStore, snapshots_dir: Path) -> None:
+        """The log's latest screenings, oldest first so the newest ends on top, with alarm thumbnails."""
+        rows = store.screenings()[-HISTORY_ROWS:]
+        for row in rows:
+            thumbnail = None
+            if row["level"] in ("elevated", "fever"):
+                for snap in store.snapshots(row["id"]):
+                    if snap["kind"] == "visible":
+                        thumbnail = cv2.imread(str(snapshots_dir / snap["path"]))
+            wall = str(row.get("wall_time") or "")[11:19]
+            self.add(row["level"], row["body_c"], row["quality"], wall, thumbnail)
 
     def _apply_filter(self, level: str) -> None:
         for k in range(self.list.count()):
@@ -178,6 +191,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ engine signals
     def on_station(self, station: Station) -> None:
         self.station = station
+        if self.db_path is not None and self.history.list.count() == 0:
+            self.history.load(self._store(), snapshots_dir_for(self.db_path))
         profile = station.profile
         if profile.blackbody is not None:
             self.thermal_view.blackbody_roi = profile.blackbody.roi
@@ -191,7 +206,7 @@ class MainWindow(QMainWindow):
         self.counts["screened"] += 1
         self.counts[d.level] += 1
         self._update_counters()
-        self.history.add(note, time.strftime("%H:%M:%S"))
+        self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr)
         if d.level in ("elevated", "fever"):
             alarm = PendingAlarm(note.screening_id, d.track_id, d.level, d.body_c, d.skin_c, d.t_decided,
                                  note.snapshot_bgr, emitted_at=note.emitted_at)
@@ -224,7 +239,7 @@ class MainWindow(QMainWindow):
         """Why temperatures cannot be trusted now, or None. Resumes by itself when the cause clears."""
         if self.lost:
             return f"camera lost: {', '.join(sorted(self.lost))}"
-        if self.station is not None and self.station.profile.age_days() > MAX_CALIBRATION_AGE_DAYS:
+        if self.station is not None and self.station.calibration_expired:
             return "calibration expired: ask a technician to recalibrate"
         if tick is not None and tick.screening_paused:
             kind = self.blackbody_state[0] if self.blackbody_state else "blackbody_not_seen"
@@ -302,7 +317,7 @@ class MainWindow(QMainWindow):
             problems.append(f"CAMERA LOST: {', '.join(sorted(self.lost))}")
         if self.blackbody_state and self.blackbody_state[0] != "blackbody_ok":
             problems.append(f"BLACKBODY: {self.blackbody_state[0].removeprefix('blackbody_').replace('_', ' ')}")
-        if self.station is not None and self.station.profile.age_days() > MAX_CALIBRATION_AGE_DAYS:
+        if self.station is not None and self.station.calibration_expired:
             problems.append("CALIBRATION EXPIRED")
         self.system_strip.setText(" · ".join(problems))
         self.system_strip.setVisible(bool(problems))
@@ -318,13 +333,17 @@ class MainWindow(QMainWindow):
                                note: str) -> None:
         """Write the acknowledgement to the log (if the alarm was logged) and release the alarm."""
         if alarm.screening_id is not None and self.db_path is not None:
-            if self._ack_store is None:
-                self._ack_store = EventStore(self.db_path)
-            self._ack_store.acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
+            self._store().acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
                                         operator="guard")
         self.banner.resolve(alarm)
         if not self.banner.pending():
             self.sound.stop()
+
+    def _store(self) -> EventStore:
+        """This (GUI) thread's own connection to the log: SQLite connections stay on their thread."""
+        if self._ack_store is None:
+            self._ack_store = EventStore(self.db_path)
+        return self._ack_store
 
     # ------------------------------------------------------------------ settings
     def apply_display_settings(self) -> None:
