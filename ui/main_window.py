@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,7 @@ class HistoryPanel(QWidget):
         self.filter.addItems(["All", "fever", "elevated", "retry", "normal"])
         self.filter.currentTextChanged.connect(self._apply_filter)
         self.list = QListWidget()
+        self.list.setFont(QFont("Sans", 13))
         self.list.setIconSize(self.list.iconSize() * 3)
         layout = QVBoxLayout(self)
         title = QLabel("Latest screenings")
@@ -192,7 +194,13 @@ class MainWindow(QMainWindow):
     def on_station(self, station: Station) -> None:
         self.station = station
         if self.db_path is not None and self.history.list.count() == 0:
-            self.history.load(self._store(), snapshots_dir_for(self.db_path))
+            store = self._store()
+            self.history.load(store, snapshots_dir_for(self.db_path))
+            midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            for row in store.screenings(since=midnight):  # "today" is the station's local day
+                self.counts["screened"] += 1
+                self.counts[row["level"]] += 1
+            self._update_counters()
         profile = station.profile
         if profile.blackbody is not None:
             self.thermal_view.blackbody_roi = profile.blackbody.roi
