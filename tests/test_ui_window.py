@@ -217,3 +217,18 @@ def test_history_reopens_from_the_log_with_thumbnails_for_alarms_only(window, qt
     shown = [item for item in items if not item.isHidden()]
     assert shown and all(item.data(0x0100) == "fever" for item in shown)
     again.shutdown()
+
+
+def test_kiosk_mode_and_the_keyboard_shortcut(window, qtbot):
+    from PyQt6.QtCore import Qt
+
+    win, _ = window
+    win.showFullScreen()
+    assert win.isFullScreen()
+    alarm = PendingAlarm(None, 99, "fever", 38.9, 37.6, 1.0)
+    win.banner.push(alarm)
+    win.activateWindow()
+    with qtbot.waitSignal(win.banner.acknowledge_requested, timeout=2000) as signal:
+        win.banner.acknowledge_requested.disconnect(win.acknowledge)  # no modal dialog in a test
+        qtbot.keyClick(win, Qt.Key.Key_F2)
+    assert signal.args == [alarm]

@@ -343,6 +343,8 @@ class MainWindow(QMainWindow):
         if alarm.screening_id is not None and self.db_path is not None:
             self._store().acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
                                         operator="guard")
+        if action == "re_measure":
+            self.worker.request_remeasure(alarm.level)
         self.banner.resolve(alarm)
         if not self.banner.pending():
             self.sound.stop()

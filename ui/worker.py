@@ -69,6 +69,7 @@ class StationWorker(QObject):
         self._stop = threading.Event()
         self._station: Station | None = None
         self._new_settings: AlarmSettings | None = None
+        self._remeasures: list[str] = []
         self.ticks = 0
 
     def latest(self) -> Tick | None:
@@ -78,6 +79,10 @@ class StationWorker(QObject):
     def apply_alarm_settings(self, settings: AlarmSettings) -> None:
         """New thresholds from the settings dialog; the engine takes them before its next item."""
         self._new_settings = settings
+
+    def request_remeasure(self, level: str) -> None:
+        """A guard asked for a re-measure: the policy judges the next decision as that re-measure."""
+        self._remeasures.append(level)
 
     def stop(self) -> None:
         """Ask the loop to end; safe from any thread. The intake stops waiting for frames at once."""
@@ -105,6 +110,8 @@ class StationWorker(QObject):
             for item in station.run():
                 if self._new_settings is not None:
                     station.policy, self._new_settings = AlarmPolicy(self._new_settings), None
+                while self._remeasures:
+                    station.policy.expect_remeasure(self._remeasures.pop(0), station.intake.last_t)
                 if isinstance(item, Tick):
                     with self._lock:
                         self._latest = item
