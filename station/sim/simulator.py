@@ -39,6 +39,47 @@ BLACKBODY_DEPTH_M = 0.5
 BLACKBODY_AT = (0.85, 0.17)  # where it sits in the thermal view, as fractions of width and height
 
 
+def build_rig(sensor: ThermalSensorModel) -> CameraRig:
+    """The station's two cameras: the visible one at the world origin, the thermal one on its bracket.
+
+    Every simulator builds its rig here, so a calibration target and a visitor are seen through exactly
+    the same geometry and a registration fitted on one holds for the other.
+    """
+    thermal = PinholeCamera.beside(
+        sensor.width, sensor.height, sensor.hfov_deg,
+        centre_m=sensor.baseline_m, rotation=rotation_matrix(*sensor.misalignment_deg),
+    )
+    return CameraRig(visible=PinholeCamera(*VISIBLE_SIZE, VISIBLE_HFOV_DEG), thermal=thermal)
+
+
+def true_registration(rig: CameraRig, reference_distance_m: float) -> Registration:
+    """The registration a perfect technician would write for this rig: derived from it, never typed in."""
+    h = rig.homography_at(reference_distance_m)
+    parallax = rig.parallax_px_m(reference_distance_m)
+    return Registration(
+        homography=tuple(tuple(float(v) for v in row) for row in h),
+        reference_distance_m=reference_distance_m,
+        visible_focal_px=round(rig.visible.focal_px, 4),
+        parallax_px_m=(float(parallax[0]), float(parallax[1])),
+        rms_error_px=round(registration_model_error_px(rig, h, parallax, reference_distance_m), 4),
+    )
+
+
+def registration_model_error_px(rig: CameraRig, h: np.ndarray, parallax: np.ndarray, d_ref: float) -> float:
+    """RMS gap between the profile's model (homography + parallax) and the exact projection, over
+    points across the visible image at 0.6-2 m: the true profile is only as exact as its model."""
+    vis = rig.visible
+    uu, vv = np.meshgrid(np.linspace(80, vis.width - 80, 7), np.linspace(60, vis.height - 60, 5))
+    uv = np.c_[uu.ravel(), vv.ravel()]
+    errors = []
+    for d in (0.6, 0.8, 1.0, 1.5, 2.0):
+        exact = rig.visible_to_thermal(uv, d)
+        hom = np.c_[uv, np.ones(len(uv))] @ h.T
+        model = hom[:, :2] / hom[:, 2:3] + parallax * (1.0 / d - 1.0 / d_ref)
+        errors.append(np.sum((exact - model) ** 2, axis=1))
+    return float(np.sqrt(np.mean(np.concatenate(errors))))
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Everything that decides a simulated recording; the same config always gives the same bytes."""
@@ -93,11 +134,7 @@ class Simulation:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         self.sensor = SENSORS[cfg.thermal_camera]
-        thermal = PinholeCamera.beside(
-            self.sensor.width, self.sensor.height, self.sensor.hfov_deg,
-            centre_m=self.sensor.baseline_m, rotation=rotation_matrix(*self.sensor.misalignment_deg),
-        )
-        self.rig = CameraRig(visible=PinholeCamera(*VISIBLE_SIZE, VISIBLE_HFOV_DEG), thermal=thermal)
+        self.rig = build_rig(self.sensor)
         self.room = Room()
         self.ambient_c = float(rng.uniform(20.5, 24.0))
         self.outdoor_c = float(self.ambient_c - rng.uniform(6.0, 12.0))
@@ -434,9 +471,6 @@ class Simulation:
     # ------------------------------------------------------------------ calibration
     def profile(self) -> CalibrationProfile:
         """The calibration a perfect technician would have written for this rig and sensor."""
-        d_ref = self.reference_distance_m
-        h = self.rig.homography_at(d_ref)
-        parallax = self.rig.parallax_px_m(d_ref)
         flaws = self.flaws
         emitter = self.blackbody_box(self.rig.thermal, appearance.BLACKBODY_EMITTER_M)
         inset = 0.25 * (emitter[2:] - emitter[:2])
@@ -447,13 +481,7 @@ class Simulation:
         return CalibrationProfile(
             station_id=self.config.station_id,
             created=self.config.recorded_at,
-            registration=Registration(
-                homography=tuple(tuple(float(v) for v in row) for row in h),
-                reference_distance_m=d_ref,
-                visible_focal_px=round(self.rig.visible.focal_px, 4),
-                parallax_px_m=(float(parallax[0]), float(parallax[1])),
-                rms_error_px=round(self.registration_model_error_px(h, parallax, d_ref), 4),
-            ),
+            registration=true_registration(self.rig, self.reference_distance_m),
             radiometry=Radiometry(
                 gain=1.0 / flaws.gain, offset_c=-flaws.offset_c / flaws.gain, emissivity=appearance.SKIN_EMISSIVITY
             ),
@@ -462,18 +490,8 @@ class Simulation:
         )
 
     def registration_model_error_px(self, h: np.ndarray, parallax: np.ndarray, d_ref: float) -> float:
-        """RMS gap between the profile's model (homography + parallax) and the exact projection, over
-        points across the visible image at 0.6-2 m: the true profile is only as exact as its model."""
-        vis = self.rig.visible
-        uu, vv = np.meshgrid(np.linspace(80, vis.width - 80, 7), np.linspace(60, vis.height - 60, 5))
-        uv = np.c_[uu.ravel(), vv.ravel()]
-        errors = []
-        for d in (0.6, 0.8, 1.0, 1.5, 2.0):
-            exact = self.rig.visible_to_thermal(uv, d)
-            hom = np.c_[uv, np.ones(len(uv))] @ h.T
-            model = hom[:, :2] / hom[:, 2:3] + parallax * (1.0 / d - 1.0 / d_ref)
-            errors.append(np.sum((exact - model) ** 2, axis=1))
-        return float(np.sqrt(np.mean(np.concatenate(errors))))
+        """See :func:`registration_model_error_px`; kept as a method for existing callers."""
+        return registration_model_error_px(self.rig, h, parallax, d_ref)
 
     def describe(self) -> dict:
         """The simulation block of meta.json: enough to know how a recording was made and to remake it."""

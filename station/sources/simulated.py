@@ -97,5 +97,11 @@ class SimulatedSource(Source):
 
     def describe(self) -> dict[str, object]:
         cfg = self.simulation.config
-        return {**super().describe(), "seed": cfg.seed, "sensor": self.simulation.sensor.name,
+        info = {**super().describe(), "seed": cfg.seed, "sensor": self.simulation.sensor.name,
                 "frames": self._count()}
+        if self.stream == "thermal":  # how its pixels encode temperature, as a real camera's adapter says
+            sensor = self.simulation.sensor
+            info["encoding"] = sensor.encoding
+            if sensor.encoding == "raw-counts":
+                info["planck"] = sensor.planck.as_dict()
+        return info
