@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from calibration.cli import calibrate
 from station.cli_model import model
 from station.errors import StationError
 
@@ -72,23 +73,47 @@ def main() -> None:
 @click.option("--sensor-offset", "sensor_offset_c", default=0.0, show_default=True, type=float,
               help="Static sensor error, °C (the written profile corrects it).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing recording in OUT.")
-def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> None:
+@click.option("--target", type=click.Choice(["aruco", "checkerboard"]),
+              help="Record a calibration target held at several poses instead of visitors.")
+@click.option("--poses", default=8, show_default=True, type=click.IntRange(1, 200),
+              help="With --target: how many poses to hold the target in.")
+def simulate(out: Path, video_format: str, overwrite: bool, target: str | None, poses: int, **settings: Any) -> None:
     """Write a simulated recording with its ground truth (truth.jsonl) and true calibration.
 
     People walk up from about 3 m, mostly one at a time, some in pairs; a share are febrile, some wear
     glasses. Both cameras see the same 3-D scene, so registration and parallax are real.
 
+    With --target, a technician's registration session instead: an ArUco grid (493 mm) or a checkerboard
+    (550 x 475 mm) with a heated pattern, held at --poses distances from 0.8 to 2.2 m (ArUco on the
+    Lepton: to 1.3 m, as far as it resolves the markers) and angles, one thermal and one visible frame
+    each; the truth is every corner's world point and pixel in both cameras. Only --seed,
+    --thermal-camera, --video and --overwrite apply to it; visitor options are refused.
+
     \b
     Examples:
       station simulate /tmp/rec
       station simulate /tmp/rec --people 30 --seed 7 --thermal-camera boson
+      station simulate /tmp/board --target aruco --poses 12 --video mkv
     """
+    from click.core import ParameterSource
+
     from station.sim.simulator import Simulation, SimulationConfig, write_recording
 
+    ctx = click.get_current_context()
+    given = {p.name: p.opts[0] for p in ctx.command.params
+             if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
+    visitor_only = [flag for name, flag in given.items() if name in settings and name not in ("seed", "thermal_camera")]
+    if target is not None and visitor_only:
+        raise click.ClickException(f"{', '.join(visitor_only)}: only for visitors, not with --target")
+    if target is None and "poses" in given:
+        raise click.ClickException("--poses: only with --target (a calibration target recording)")
     if not overwrite and out.is_dir() and any(out.iterdir()):
         raise StationError(f"{out}: the directory already holds files; choose another or add --overwrite")
     if out.exists() and not out.is_dir():
         raise StationError(f"{out}: exists and is not a directory")
+    if target is not None:
+        _simulate_target(out, target, poses, settings["seed"], settings["thermal_camera"], video_format, overwrite)
+        return
     sim = Simulation(SimulationConfig(**settings))
     total = len(sim.visible_times) + len(sim.thermal_times)
     with click.progressbar(length=total, label=f"Simulating {sim.config.people} people", file=sys.stderr) as bar:
@@ -98,6 +123,23 @@ def simulate(out: Path, video_format: str, overwrite: bool, **settings: Any) -> 
         f"{out}: {sim.duration_s:.1f} s, {len(sim.people)} people ({febrile} febrile), "
         f"{len(sim.thermal_times)} thermal + {len(sim.visible_times)} visible frames"
     )
+
+
+def _simulate_target(out: Path, kind: str, poses: int, seed: int, thermal_camera: str, video_format: str,
+                     overwrite: bool) -> None:
+    """``station simulate --target``: a calibration-target recording with the boards' true corners."""
+    from station.sim.targets import TargetConfig, TargetSimulation, write_target_recording
+
+    try:
+        sim = TargetSimulation(TargetConfig(kind=kind, poses=poses, seed=seed, thermal_camera=thermal_camera))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with click.progressbar(length=2 * poses, label=f"Simulating {poses} {kind} poses", file=sys.stderr) as bar:
+        write_target_recording(sim, out, visible_file=f"visible.{video_format}", overwrite=overwrite,
+                               progress=bar.update)
+    near, far = sim.distance_range_m
+    click.echo(f"{out}: {kind} board at {poses} poses, {near:.2f}-{far:.2f} m, "
+               f"{poses} thermal + {poses} visible frames")
 
 
 # --------------------------------------------------------------------------------------------- run / demo
@@ -286,6 +328,7 @@ def doctor(calibration: Path | None, recording: Path | None) -> None:
         raise SystemExit(1)
 
 main.add_command(model)
+main.add_command(calibrate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -19,6 +19,7 @@ from pathlib import Path
 from station.errors import StationError
 from station.pairing import FramePairer, live_pairs
 from station.profile import CalibrationProfile
+from station.profiles import ProfileStore
 from station.recording import Recording
 from station.sources.base import Source
 from station.sources.registry import open_source
@@ -151,7 +152,8 @@ def open_intake(
         visible = open_source(visible_spec, "visible") if visible_spec else None
         for source in (thermal, visible):
             _probe(source)
-        profile_path = calibration
+        # Cameras screen with the technicians' active profile unless told otherwise.
+        profile_path = calibration or ProfileStore().active_path()
         seen = f", visible {visible_spec}" if visible_spec else " (thermal only)"
         label = f"cameras: thermal {thermal_spec}{seen}"
     profile = CalibrationProfile.load(profile_path) if profile_path else None

@@ -76,6 +76,8 @@ class CalibrationProfile:
     radiometry: Radiometry
     blackbody: Blackbody | None = None
     schema_version: int = SCHEMA_VERSION
+    #: Who made it (optional key; profiles written by ``station calibrate`` always carry it).
+    technician: str | None = None
 
     # ------------------------------------------------------------------ writing
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class CalibrationProfile:
             "schema_version": self.schema_version,
             "station_id": self.station_id,
             "created": self.created,
+            **({"technician": self.technician} if self.technician else {}),
             "registration": {
                 "homography": [[float(v) for v in row] for row in reg.homography],
                 "reference_distance_m": float(reg.reference_distance_m),
@@ -173,6 +176,7 @@ class CalibrationProfile:
             radiometry=radiometry,
             blackbody=blackbody,
             schema_version=version,
+            technician=read.text("technician") if "technician" in data else None,
         )
 
     # ------------------------------------------------------------------ derived

@@ -479,6 +479,14 @@ class EventStore:
         with self._faults("reading system events"):
             return list(self.db.query("SELECT * FROM system_events ORDER BY id"))
 
+    def last_system_event(self, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+        """The newest system event of one of ``kinds`` (the last blackbody verification, say), or None."""
+        marks = ", ".join("?" for _ in kinds)
+        with self._faults("reading system events"):
+            rows = list(self.db.query(
+                f"SELECT * FROM system_events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT 1", list(kinds)))
+        return rows[0] if rows else None
+
     def snapshots(self, screening_id: int) -> list[dict[str, Any]]:
         """A screening's snapshot rows; ``file`` is the full path (``path`` is relative to the directory)."""
         with self._faults("reading snapshots"):

@@ -30,6 +30,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from station import verification
 from station.config import StationConfig, save_config
 from station.guidance import guidance_for
 from station.headless import snapshots_dir_for
@@ -205,7 +206,10 @@ class MainWindow(QMainWindow):
         if profile.blackbody is not None:
             self.thermal_view.blackbody_roi = profile.blackbody.roi
         age = profile.age_days()
-        self.status_calibration.setText(f"Calibration {age:.0f} d")
+        verified = ""
+        if self.db_path is not None:
+            verified = ", " + verification.summary(self._store().last_system_event(verification.KINDS))
+        self.status_calibration.setText(f"Calibration {age:.0f} d{verified}")
         self.status_model.setText(f"Model {station.detector.model_sha256[:8]}")
 
     def on_decision(self, note: DecisionNote) -> None:

@@ -1,0 +1,148 @@
+"""The station's calibration history: every profile ever made, and a pointer to the one in effect.
+
+A technician must be able to prove the station was in tolerance on any given day, so profiles are
+never overwritten or edited: each new one is a new file named by its creation time and technician,
+written once (``O_EXCL``) and made read-only. Which one the station uses is a separate one-line
+pointer file, ``active``, replaced atomically, so switching back to an older profile is one write and
+the history stays whole.
+
+Layout (``$XDG_DATA_HOME/fever-station/profiles/`` by default)::
+
+    20261123T100000Z-ada.toml     one profile per file, read-only
+    20261130T081500Z-ada.toml
+    active                        the file name of the profile in effect
+
+It lives in ``station`` because the engine reads the active profile when no ``--calibration`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from station.errors import ProfileError
+from station.profile import CalibrationProfile
+
+ACTIVE_POINTER = "active"
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def default_profiles_dir() -> Path:
+    """``$XDG_DATA_HOME/fever-station/profiles`` (beside the station's log)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fever-station" / "profiles"
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """One profile of the history, as listed: its file, when and by whom it was made, and whether it is in effect."""
+
+    path: Path
+    profile: CalibrationProfile
+    active: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+class ProfileStore:
+    """Profiles kept with their timestamps and technicians; the active one is a pointer.
+
+    Parameters
+    ----------
+    root
+        The folder holding the history (created on first save, mode 0700).
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_profiles_dir()
+
+    # ------------------------------------------------------------------ writing
+    def save(self, profile: CalibrationProfile, *, activate: bool = True) -> Path:
+        """Keep a new profile in the history (never replacing a file) and, by default, make it active.
+
+        The profile must name its technician: an anonymous calibration proves nothing later.
+        """
+        if not profile.technician:
+            raise ProfileError("a stored profile must name its technician (give --technician NAME)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            stamp = _compact(profile.created)
+            slug = _SLUG.sub("-", profile.technician.lower()).strip("-") or "technician"
+            text = profile.to_toml().encode("utf-8")
+            for n in range(1, 1000):
+                path = self.root / (f"{stamp}-{slug}.toml" if n == 1 else f"{stamp}-{slug}-{n}.toml")
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                except FileExistsError:
+                    continue
+                with os.fdopen(fd, "wb") as out:
+                    out.write(text)
+                    out.flush()
+                    os.fsync(out.fileno())
+                break
+            else:  # pragma: no cover - a thousand profiles in one second
+                raise ProfileError(f"{self.root}: too many profiles made at {profile.created}")
+        except OSError as exc:
+            raise ProfileError(f"{self.root}: cannot store the profile ({exc.strerror or exc})") from None
+        if activate:
+            self.activate(path.name)
+        return path
+
+    def activate(self, name: str) -> Path:
+        """Point the station at a profile of the history (by file name); returns its path."""
+        path = self.root / Path(name).name
+        if not path.is_file():
+            known = ", ".join(p.name for p in self._files()) or "none"
+            raise ProfileError(f"{name}: no such profile in {self.root} (profiles: {known})")
+        CalibrationProfile.load(path)  # refuse to point at a profile the engine could not read
+        tmp = self.root / f".{ACTIVE_POINTER}.tmp"
+        try:
+            tmp.write_text(path.name + "\n", encoding="utf-8")
+            os.replace(tmp, self.root / ACTIVE_POINTER)
+        except OSError as exc:
+            raise ProfileError(f"{self.root}: cannot set the active profile ({exc.strerror or exc})") from None
+        return path
+
+    # ------------------------------------------------------------------ reading
+    def active_path(self) -> Path | None:
+        """The active profile's file, or None when no profile was ever stored here."""
+        pointer = self.root / ACTIVE_POINTER
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ProfileError(f"{pointer}: cannot read the active-profile pointer ({exc.strerror or exc})") from None
+        path = self.root / Path(name).name
+        if not name or not path.is_file():
+            raise ProfileError(f"{pointer}: points at {name!r}, which is not in {self.root}")
+        return path
+
+    def active(self) -> CalibrationProfile | None:
+        path = self.active_path()
+        return CalibrationProfile.load(path) if path is not None else None
+
+    def history(self) -> list[StoredProfile]:
+        """Every stored profile, oldest first (by creation time, then by when its file was written)."""
+        active = self.active_path()
+        out = [StoredProfile(p, CalibrationProfile.load(p), p == active) for p in self._files()]
+        # Same second: the file written later is the later profile (its name only adds a -2, -3 suffix).
+        return sorted(out, key=lambda s: (_parse(s.profile.created), s.path.stat().st_mtime_ns, s.name))
+
+    def _files(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("*.toml") if not p.name.startswith("."))
+
+
+def _parse(created: str) -> datetime:
+    return datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _compact(created: str) -> str:
+    return _parse(created).strftime("%Y%m%dT%H%M%SZ")
