@@ -286,3 +286,16 @@ def test_register_on_simulated_poses_matches_the_true_geometry(tmp_path, kind, s
     lines = result.output.splitlines()
     homography = next(line for line in lines if line.startswith("a single homography"))
     assert float(homography.split(", ")[1].split(" px")[0]) > 1.0
+
+
+def test_show_reports_the_last_verification():
+    from dataclasses import replace
+
+    demo = CalibrationProfile.load(Path(__file__).resolve().parents[1] / "recordings/demo/calibration.toml")
+    ProfileStore().save(replace(demo, technician="ada", created=utc_now_iso()))
+    assert "last blackbody check" not in _run("calibrate", "show").output
+    reading = (35.0 - demo.radiometry.offset_c) / demo.radiometry.gain + 0.05
+    result = _run("calibrate", "verify", "--reading", f"{reading:.4f}")
+    assert result.exit_code == 0, result.output
+    shown = _run("calibrate", "show").output
+    assert "last blackbody check: verified +0.05 °C" in shown

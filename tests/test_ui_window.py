@@ -232,3 +232,22 @@ def test_kiosk_mode_and_the_keyboard_shortcut(window, qtbot):
         win.banner.acknowledge_requested.disconnect(win.acknowledge)  # no modal dialog in a test
         qtbot.keyClick(win, Qt.Key.Key_F2)
     assert signal.args == [alarm]
+
+
+def test_the_status_bar_shows_the_last_blackbody_verification_and_the_calibration_age(qtbot, tmp_path, face_model):
+    import json
+
+    from station import verification
+    from station.types import SystemEvent
+
+    db = tmp_path / "station.db"
+    store = EventStore(db)
+    detail = {"profile": "p.toml", "setpoint_c": 35.0, "reading_c": 35.04, "error_c": 0.04, "tolerance_c": 0.3}
+    store.record_system_event(SystemEvent(verification.VERIFIED, 0.0, json.dumps(detail)))
+    store.close()
+    win = MainWindow(demo_factory(db), db_path=db)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.station is not None, timeout=30000)
+    text = win.status_calibration.text()
+    assert text.startswith("Calibration ") and " d, verified +0.04 °C (" in text
+    win.shutdown()
