@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+from cli_checks import one_line_error
 from click.testing import CliRunner
 
 from calibration.blackbody import (
@@ -40,15 +41,6 @@ calibrate.add_command(verify_command, "verify")
 
 def _run(*args: object):
     return CliRunner().invoke(calibrate, [str(a) for a in args])
-
-
-def _one_line_error(result) -> str:
-    """A bad input ends in exit 1 with a single 'Error: ...' line and no traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------- synthetic frames
@@ -369,10 +361,10 @@ def test_live_calibration_and_verification_on_the_simulated_camera(sim, tmp_path
 
 # ------------------------------------------------------------------------------------- bad inputs
 def test_a_missing_recording_is_one_line(sim, tmp_path):
-    line = _one_line_error(_run("blackbody", "--setpoint", 35, "--recording", tmp_path / "nope", "--profile",
+    line = one_line_error(_run("blackbody", "--setpoint", 35, "--recording", tmp_path / "nope", "--profile",
                                 sim["base"], "--technician", "ada", "--profiles", tmp_path))
     assert "nope: recording directory does not exist" in line
-    line = _one_line_error(_run("verify", "--recording", tmp_path / "nope", "--profile", sim["uncal"],
+    line = one_line_error(_run("verify", "--recording", tmp_path / "nope", "--profile", sim["uncal"],
                                 "--db", tmp_path / "s.db"))
     assert "recording directory does not exist" in line
 
@@ -380,10 +372,10 @@ def test_a_missing_recording_is_one_line(sim, tmp_path):
 def test_a_corrupt_profile_is_one_line_naming_the_key(sim, tmp_path):
     broken = tmp_path / "broken.toml"
     broken.write_text(sim["uncal"].read_text().replace("offset_c =", "offset =", 1))
-    line = _one_line_error(_run("blackbody", "--setpoint", 35, "--recording", sim["rec"], "--profile", broken,
+    line = one_line_error(_run("blackbody", "--setpoint", 35, "--recording", sim["rec"], "--profile", broken,
                                 "--technician", "ada", "--profiles", tmp_path / "p"))
     assert "broken.toml: missing key [radiometry] offset_c" in line
-    line = _one_line_error(_run("verify", "--reading", 35.8, "--profile", broken, "--db", tmp_path / "s.db"))
+    line = one_line_error(_run("verify", "--reading", 35.8, "--profile", broken, "--db", tmp_path / "s.db"))
     assert "missing key [radiometry] offset_c" in line
 
 
@@ -397,41 +389,41 @@ def test_a_corrupt_profile_is_one_line_naming_the_key(sim, tmp_path):
 )
 def test_set_points_must_pair_with_the_inputs(sim, tmp_path, args, message):
     args = [sim["rec"] if a == "REC" else a for a in args]
-    line = _one_line_error(_run("blackbody", *args, "--profile", sim["base"], "--technician", "ada",
+    line = one_line_error(_run("blackbody", *args, "--profile", sim["base"], "--technician", "ada",
                                 "--profiles", tmp_path))
     assert message in line and "one set point per" in line
 
 
 def test_no_blackbody_found_is_one_line_saying_what_to_try(sim, tmp_path):
-    line = _one_line_error(_run("blackbody", "--setpoint", 45, "--recording", sim["rec"], "--profile", sim["base"],
+    line = one_line_error(_run("blackbody", "--setpoint", 45, "--recording", sim["rec"], "--profile", sim["base"],
                                 "--technician", "ada", "--profiles", tmp_path))
     assert "within ±3 °C of the 45 °C set point" in line and "--roi" in line
     assert not (tmp_path / "active").exists()
 
 
 def test_a_roi_off_the_emitter_is_refused(sim, tmp_path):
-    line = _one_line_error(_run("blackbody", "--setpoint", 35, "--recording", sim["rec"], "--roi", "120,5,150,35",
+    line = one_line_error(_run("blackbody", "--setpoint", 35, "--recording", sim["rec"], "--roi", "120,5,150,35",
                                 "--profile", sim["base"], "--technician", "ada", "--profiles", tmp_path))
     assert "not a steady uniform emitter" in line
 
 
 def test_a_profile_without_a_blackbody_cannot_be_verified(sim, tmp_path):
-    line = _one_line_error(_run("verify", "--recording", sim["rec"], "--profile", sim["base"],
+    line = one_line_error(_run("verify", "--recording", sim["rec"], "--profile", sim["base"],
                                 "--db", tmp_path / "s.db"))
     assert "base.toml: the profile has no [blackbody] table" in line
 
 
 def test_no_active_profile_is_one_line(sim, tmp_path):
-    line = _one_line_error(_run("verify", "--reading", 35.8, "--profiles", tmp_path / "empty",
+    line = one_line_error(_run("verify", "--reading", 35.8, "--profiles", tmp_path / "empty",
                                 "--db", tmp_path / "s.db"))
     assert "no active calibration profile" in line and "--profile FILE" in line
-    line = _one_line_error(_run("blackbody", "--setpoint", 35, "--reading", 35.8, "--technician", "ada",
+    line = one_line_error(_run("blackbody", "--setpoint", 35, "--reading", 35.8, "--technician", "ada",
                                 "--profiles", tmp_path / "empty"))
     assert "no base profile" in line and "--profile FILE" in line
 
 
 def test_entered_readings_without_a_roi_are_one_line(sim, tmp_path):
-    line = _one_line_error(_run("blackbody", "--setpoint", 35, "--reading", 35.8, "--profile", sim["base"],
+    line = one_line_error(_run("blackbody", "--setpoint", 35, "--reading", 35.8, "--profile", sim["base"],
                                 "--technician", "ada", "--profiles", tmp_path))
     assert "give --roi" in line
 
@@ -453,12 +445,12 @@ def test_entered_readings_without_a_roi_are_one_line(sim, tmp_path):
 def test_bad_blackbody_inputs_are_one_line(sim, tmp_path, args, message):
     if "--technician" not in args:
         args = [*args, "--technician", "ada"]
-    line = _one_line_error(_run("blackbody", *args, "--profile", sim["uncal"], "--profiles", tmp_path))
+    line = one_line_error(_run("blackbody", *args, "--profile", sim["uncal"], "--profiles", tmp_path))
     assert message in line
 
 
 def test_verify_with_an_unusable_db_is_one_line(sim, tmp_path):
-    line = _one_line_error(_run("verify", "--reading", 35.8, "--profile", sim["uncal"],
+    line = one_line_error(_run("verify", "--reading", 35.8, "--profile", sim["uncal"],
                                 "--db", tmp_path / "missing" / "s.db"))
     assert "does not exist" in line
 

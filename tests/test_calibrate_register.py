@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_checks import one_line_error
 from click.testing import CliRunner
 
 from calibration.points import read_points
@@ -26,14 +27,6 @@ ARUCO = ["--target", "aruco", "--size-mm", "50"]
 def pairs_dir() -> Path:
     assert (ARUCO_PAIRS / "1_visible.png").is_file(), f"the real ArUco pairs belong in {ARUCO_PAIRS}"
     return ARUCO_PAIRS
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def _run(*args: str, **kwargs):
@@ -161,7 +154,7 @@ def test_points_without_distances_fit_a_single_homography(tmp_path):
                                                       (150, 300)]) + "\n")
     poses, has_depth = read_points(csv)
     assert not has_depth and len(poses) == 1
-    line = _one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
     assert "give --visible-focal-px" in line
     assert _run("calibrate", "register", "--points", csv, "--technician", "ada",
                 "--visible-focal-px", "554").exit_code == 0
@@ -172,13 +165,13 @@ def test_points_without_distances_fit_a_single_homography(tmp_path):
 def test_a_target_not_found_names_the_image_and_what_to_try(tmp_path, pairs_dir):
     shutil.copy(pairs_dir / "1_visible.png", tmp_path / "a_visible.png")
     cv2.imwrite(str(tmp_path / "a_thermal.png"), np.full((348, 464), 90, np.uint8))
-    line = _one_line_error(_run("calibrate", "check-registration", pairs_dir / "../aruco-pairs/1_visible.png",
+    line = one_line_error(_run("calibrate", "check-registration", pairs_dir / "../aruco-pairs/1_visible.png",
                                 tmp_path, *ARUCO))
     assert "calibration profile" in line or "not valid TOML" in line
-    line = _one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
     assert "a: no aruco target found in the thermal image" in line and "heat the target" in line
     cv2.imwrite(str(tmp_path / "a_visible.png"), np.full((512, 768), 200, np.uint8))
-    line = _one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
     assert "no aruco target found in the visible image" in line and "lighting" in line
 
 
@@ -186,25 +179,25 @@ def test_too_few_poses_says_how_many_are_needed(tmp_path, pairs_dir):
     for n in (1, 3):
         for role in ("visible", "thermal"):
             shutil.copy(pairs_dir / f"{n}_{role}.png", tmp_path / f"{n}_{role}.png")
-    line = _one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
     assert "only 2 target pose(s): need at least 3" in line
 
 
 def test_too_few_points_says_how_many_are_needed(tmp_path):
     csv = _points_csv(tmp_path / "few.csv", 4)
-    line = _one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
     assert "only 4 matched points: need at least 6" in line
 
 
 def test_a_bad_points_file_names_the_row(tmp_path):
     csv = _points_csv(tmp_path / "bad.csv", 8)
     csv.write_text(csv.read_text().replace("\n", "\nx,1,2,3,1.0\n", 1))
-    line = _one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", "--points", csv, "--technician", "ada"))
     assert "bad.csv:2: expected numbers" in line
     (tmp_path / "cols.csv").write_text("vx,vy\n1,2\n")
-    line = _one_line_error(_run("calibrate", "register", "--points", tmp_path / "cols.csv", "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", "--points", tmp_path / "cols.csv", "--technician", "ada"))
     assert "expected CSV columns visible_x" in line and "missing visible_x" in line
-    line = _one_line_error(_run("calibrate", "register", "--points", tmp_path / "nope.csv", "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", "--points", tmp_path / "nope.csv", "--technician", "ada"))
     assert "points file not found" in line
 
 
@@ -213,15 +206,15 @@ def test_a_profile_failing_validation_names_the_key(tmp_path, pairs_dir):
     assert _run("calibrate", "register", pairs_dir, *ARUCO, "--technician", "ada", "--out", good).exit_code == 0
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text().replace("reference_distance_m", "reference_distance"))
-    line = _one_line_error(_run("calibrate", "check-registration", bad, pairs_dir, *ARUCO))
+    line = one_line_error(_run("calibrate", "check-registration", bad, pairs_dir, *ARUCO))
     assert "missing key [registration] reference_distance_m" in line
-    line = _one_line_error(_run("calibrate", "register", pairs_dir, *ARUCO, "--technician", "ada", "--profile", bad))
+    line = one_line_error(_run("calibrate", "register", pairs_dir, *ARUCO, "--technician", "ada", "--profile", bad))
     assert "missing key [registration] reference_distance_m" in line
 
 
 def test_a_pair_missing_its_twin_is_named(tmp_path, pairs_dir):
     shutil.copy(pairs_dir / "1_visible.png", tmp_path / "7_visible.png")
-    line = _one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
+    line = one_line_error(_run("calibrate", "register", tmp_path, *ARUCO, "--technician", "ada"))
     assert "7: has no thermal image" in line
 
 
@@ -239,9 +232,9 @@ def test_usage_mistakes_are_one_line(tmp_path, pairs_dir):
 
 
 def test_show_and_activate_without_profiles_are_one_line():
-    line = _one_line_error(_run("calibrate", "show"))
+    line = one_line_error(_run("calibrate", "show"))
     assert "no calibration profiles yet" in line
-    line = _one_line_error(_run("calibrate", "show", "--activate", "old.toml"))
+    line = one_line_error(_run("calibrate", "show", "--activate", "old.toml"))
     assert "no such profile" in line
 
 

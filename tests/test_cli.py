@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_checks import one_line_error
 from click.testing import CliRunner
 
 from station.cli import main
@@ -24,15 +25,6 @@ def recording(tmp_path_factory, face_model) -> Path:
 
 def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def _one_line_error(result) -> str:
-    """A bad input must end in exit 1 with a single 'Error: ...' line and no traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def test_help_lists_the_commands():
@@ -77,12 +69,12 @@ def test_run_writes_events_to_a_file(recording, tmp_path):
 
 
 def test_run_in_a_window_checks_its_inputs_before_qt_starts(tmp_path):
-    line = _one_line_error(CliRunner().invoke(main, ["run", "--recording", str(tmp_path / "nope")]))
+    line = one_line_error(CliRunner().invoke(main, ["run", "--recording", str(tmp_path / "nope")]))
     assert "nope" in line
 
 
 def test_missing_recording_is_one_line(tmp_path):
-    line = _one_line_error(CliRunner().invoke(main, ["run", "--recording", str(tmp_path / "nope"), "--headless"]))
+    line = one_line_error(CliRunner().invoke(main, ["run", "--recording", str(tmp_path / "nope"), "--headless"]))
     assert "nope" in line
 
 
@@ -91,39 +83,39 @@ def test_corrupt_recording_names_the_file_and_the_fault(recording, tmp_path):
     shutil.copytree(recording, broken)
     npy = broken / "thermal.npy"
     npy.write_bytes(npy.read_bytes()[:-1000])
-    line = _one_line_error(CliRunner().invoke(main, ["run", "--recording", str(broken), "--headless", "--fast"]))
+    line = one_line_error(CliRunner().invoke(main, ["run", "--recording", str(broken), "--headless", "--fast"]))
     assert "thermal.npy" in line and "truncated" in line
 
 
 def test_wrong_calibration_names_the_key(recording, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text((recording / "calibration.toml").read_text().replace("visible_focal_px", "focal"))
-    line = _one_line_error(CliRunner().invoke(
+    line = one_line_error(CliRunner().invoke(
         main, ["run", "--recording", str(recording), "--calibration", str(bad), "--headless", "--fast"]
     ))
     assert "visible_focal_px" in line
 
 
 def test_unknown_thermal_source_names_the_kinds():
-    line = _one_line_error(CliRunner().invoke(main, ["run", "--thermal", "lepon", "--headless"]))
+    line = one_line_error(CliRunner().invoke(main, ["run", "--thermal", "lepon", "--headless"]))
     for kind in ("lepton", "boson", "uvc:N", "sim"):
         assert kind in line
 
 
 def test_absent_camera_fails_at_once_in_one_line():
-    line = _one_line_error(CliRunner().invoke(main, ["run", "--thermal", "uvc:57", "--headless"]))
+    line = one_line_error(CliRunner().invoke(main, ["run", "--thermal", "uvc:57", "--headless"]))
     assert "57" in line
 
 
 def test_recording_and_cameras_are_exclusive(recording):
-    line = _one_line_error(CliRunner().invoke(
+    line = one_line_error(CliRunner().invoke(
         main, ["run", "--recording", str(recording), "--thermal", "lepton", "--headless"]
     ))
     assert "--recording" in line
 
 
 def test_simulate_refuses_to_overwrite_a_recording(recording):
-    line = _one_line_error(CliRunner().invoke(main, ["simulate", str(recording), "--people", "1"]))
+    line = one_line_error(CliRunner().invoke(main, ["simulate", str(recording), "--people", "1"]))
     assert str(recording) in line
 
 
