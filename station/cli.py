@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from calibration.cli import calibrate
+from station.cli_audit import audit, export_command
 from station.cli_model import model
 from station.errors import StationError
 
@@ -246,9 +247,12 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
         with open_station(intake, db=db, policy=AlarmPolicy(settings)) as station, events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
-            where = station.store.path if station.store is not None else "nowhere"
+            log = station.log
+        where = "nowhere" if log is None else (
+            f"{len(log.pending)} rows NOT logged ({log.fault}): they are only in the JSON lines"
+            if log.pending else f"logged in {db}")
     summary = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "nobody screened"
-    click.echo(f"screened: {summary}; logged in {where}", err=True)
+    click.echo(f"screened: {summary}; {where}", err=True)
 
 
 def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, screenshot,
@@ -329,6 +333,8 @@ def doctor(calibration: Path | None, recording: Path | None) -> None:
 
 main.add_command(model)
 main.add_command(calibrate)
+main.add_command(export_command)
+main.add_command(audit)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -24,6 +24,7 @@ import tomli_w
 from station.alarm import AlarmSettings
 from station.errors import StationError
 from station.guidance import DEFAULT_GUIDANCE
+from station.retention import check_retention_days
 
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
 
@@ -41,6 +42,12 @@ class StationConfig:
     palette: str = "iron"
     guidance: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_GUIDANCE))
     pin_hash: str | None = None
+    #: The auditors' PIN (exports with images), separate from the technicians' ``pin_hash``.
+    auditor_pin_hash: str | None = None
+    #: Retention (see :mod:`station.retention`): alarm images go after this many days...
+    retention_images_days: float = 7.0
+    #: ...and screenings, acknowledgements and system events after this many (exports are kept).
+    retention_records_days: float = 365.0
 
     def to_alarm_settings(self) -> AlarmSettings:
         return AlarmSettings(mode=self.mode, skin_to_body_offset_c=self.skin_to_body_offset_c,  # type: ignore[arg-type]
@@ -58,6 +65,7 @@ class StationConfig:
             raise StationError(f"{where}: guidance: unknown flag {sorted(unknown)[0]!r}")
         try:
             self.to_alarm_settings()
+            check_retention_days(self.retention_images_days, self.retention_records_days, prefix="retention_")
         except ValueError as exc:
             raise StationError(f"{where}: {exc}") from None
 

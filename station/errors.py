@@ -21,3 +21,11 @@ class SourceError(StationError):
 
 class ProfileError(StationError):
     """A calibration profile is missing, unreadable or fails validation; the message names the key."""
+
+
+class StorageUnavailable(StationError):
+    """The event store exists in principle but cannot be written now: read-only, locked, disk full.
+
+    Unlike a wrong path or a file that is not a database (bad input, fail at once), this is a state of
+    the machine that can pass: the engine keeps screening and keeps the rows until it can write them.
+    """

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from station.alarm import AlarmPolicy, AlarmSettings
 from station.detect import FaceDetector
 from station.errors import StationError
+from station.guarded_log import GuardedLog
 from station.intake import Intake
 from station.pipeline import Station, Tick
 from station.radiometry import Radiometer
@@ -76,12 +77,12 @@ def open_station(
         raise StationError("no calibration profile: give --calibration FILE (a recording carries its own)")
     detector = detector or FaceDetector()
     radiometer = radiometer_for(intake, intake.profile)
-    store = None if db is None else EventStore(db, snapshots_dir=snapshots_dir_for(db))
+    log = None if db is None else GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)))
     try:
-        yield Station(intake, detector, intake.profile, radiometer, policy or AlarmPolicy(AlarmSettings()), store)
+        yield Station(intake, detector, intake.profile, radiometer, policy or AlarmPolicy(AlarmSettings()), log)
     finally:
-        if store is not None:
-            store.close()
+        if log is not None:
+            log.close()
 
 
 def json_line_writer(out: TextIO) -> Callable[[dict], None]:

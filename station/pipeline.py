@@ -18,6 +18,7 @@ import numpy as np
 
 from station.alarm import AlarmPolicy
 from station.detect import FaceDetector
+from station.guarded_log import GuardedLog
 from station.intake import Intake
 from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
@@ -60,7 +61,7 @@ class Station:
         profile: CalibrationProfile,
         radiometer: Radiometer,
         policy: AlarmPolicy,
-        store: EventStore | None = None,
+        store: EventStore | GuardedLog | None = None,
         *,
         measure: MeasureSettings | None = None,
         track: TrackSettings | None = None,
@@ -72,7 +73,8 @@ class Station:
         self.profile = profile
         self.radiometer = radiometer
         self.policy = policy
-        self.store = store
+        # Every write goes through the guard: a log that cannot be written never stops the screening.
+        self.log = GuardedLog(lambda: store) if isinstance(store, EventStore) else store
         self.measure_settings = measure or MeasureSettings()
         self.track_settings = track or TrackSettings()
         self.tracker = Tracker(self.track_settings)
@@ -110,11 +112,18 @@ class Station:
             self._log_decision(decision, None, None)
             yield decision  # type: ignore[misc]
 
+    @property
+    def store(self) -> EventStore | None:
+        """The event store when it is open (None with no log, or while it cannot be opened)."""
+        return None if self.log is None else self.log.store
+
     def process(self, pair: FramePair) -> Tick:
         """Everything for one frame pair; public so tests can feed pairs without an intake."""
         thermal, events = self.radiometer.convert(pair.thermal)
         for event in events:
             self.log_event(event)
+        if self.log is not None:
+            self.log.poll(pair.t)
         self._blackbody_error = thermal.blackbody_error_c
         paused = not self.radiometer.screening_allowed or self.calibration_expired
         if self._detect_now(pair):
@@ -137,6 +146,9 @@ class Station:
         for decision in self._close_tracks(pair.t, pair.t):
             self._log_decision(decision, None, None)
             tick.decisions.append(decision)
+        if self.log is not None and self.log.notices:  # the log's own faults and recoveries, to be shown
+            tick.events = [*tick.events, *self.log.notices]
+            self.log.notices.clear()
         return tick
 
     def _detect_now(self, pair: FramePair) -> bool:
@@ -236,23 +248,26 @@ class Station:
         return out
 
     def log_event(self, event: SystemEvent) -> None:
-        if self.store is not None:
-            self.store.record_system_event(event)
+        if self.log is not None:
+            self.log.event(event)
 
     def _log_decision(self, decision: ScreeningDecision, pair: FramePair | None, thermal) -> None:
-        if self.store is None:
+        if self.log is None:
             return
         snapshots = None
         if decision.level in ALARM_LEVELS and pair is not None:
             snapshots = self._snapshots(decision.track_id, pair, thermal)
-        self.screening_ids[decision.track_id] = self.store.record_screening(
+        screening_id = self.log.screening(
             decision,
+            decision.t_decided,
             calibration_id=self.calibration_id,
             model_sha256=self.detector.model_sha256,
             blackbody_error_c=self._blackbody_error,
             source=self.intake.label,
             snapshots=snapshots,
         )
+        if screening_id is not None:  # None while the log cannot be written: the alarm still goes up
+            self.screening_ids[decision.track_id] = screening_id
 
     def _snapshots(self, track_id: int, pair: FramePair, thermal: ThermalImage) -> dict[str, np.ndarray]:
         """Crops of the alarming face only: the least image that lets a guard check who raised it."""

@@ -31,6 +31,7 @@ format for both kinds. Read it back with :func:`read_thermal_snapshot`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -48,7 +49,8 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 
 from station.alarm import ALARM_LEVELS, check_action
-from station.errors import StationError
+from station.chain import CHAINED_TABLES, GENESIS, ChainBreak, row_hash, verify_chain
+from station.errors import StationError, StorageUnavailable
 from station.types import LEVELS, ScreeningDecision, SystemEvent
 
 SNAPSHOT_KINDS: tuple[str, ...] = ("visible", "thermal")
@@ -114,12 +116,64 @@ def m001_initial(db: Database) -> None:
     db["snapshots"].create_index(["screening_id"])
 
 
+@MIGRATIONS()
+def m002_hash_chains_and_exports(db: Database) -> None:
+    """Hash chains on every evidence table (see :mod:`station.chain`), the exports log, retention anchors.
+
+    Rows logged before this migration are chained here, in id order, so an old station's log gains the
+    same protection from the moment it is upgraded (what was changed before then cannot be known).
+    """
+    for table in ("screenings", "acknowledgements", "system_events"):
+        db[table].add_column("prev_hash", str)
+        db[table].add_column("row_hash", str)
+        prev = GENESIS
+        for row in list(db.query(f"SELECT * FROM {table} ORDER BY id")):
+            digest = row_hash(prev, row)
+            db.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE id = ?", [prev, digest, row["id"]])
+            prev = digest
+    db["exports"].create(
+        {
+            "id": int,
+            "wall_time": str,
+            "operator": str,  # the name the auditor gave
+            "period_from": str,
+            "period_to": str,
+            "filters": str,  # JSON object of the filters applied
+            "format": str,
+            "row_count": int,
+            "include_images": int,  # 0 or 1
+            "path": str,
+            "sha256": str,  # of the file written
+            "chain_heads": str,  # JSON {table: [id, row_hash]} when the export was made
+            "prev_hash": str,
+            "row_hash": str,
+        },
+        pk="id",
+        not_null={"wall_time", "operator", "filters", "format", "row_count", "include_images", "path", "sha256",
+                  "chain_heads"},
+    )
+    db["chain_anchors"].create(
+        {"table_name": str, "last_id": int, "last_hash": str, "wall_time": str}, pk="table_name",
+        not_null={"last_id", "last_hash", "wall_time"},
+    )
+
+
 # ---------------------------------------------------------------------- helpers
 def utc_iso(moment: datetime) -> str:
     """``2026-11-23T10:00:00.123Z``: fixed width, so comparing the text compares the times."""
     if moment.tzinfo is None:
         raise ValueError(f"expected a timezone-aware datetime, got naive {moment.isoformat()}")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_UNAVAILABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO}
+_UNAVAILABLE_SQLITE = ("readonly", "read-only", "locked", "is full", "disk i/o", "unable to open", "busy")
+
+
+def _error_for(exc: sqlite3.Error) -> type[StationError]:
+    """A storage state that can pass (read-only, locked, full) or a fault in the input (not a database)."""
+    text = str(exc).lower()
+    return StorageUnavailable if any(word in text for word in _UNAVAILABLE_SQLITE) else StationError
 
 
 def _now() -> datetime:
@@ -210,7 +264,7 @@ class EventStore:
             self._open()
         except sqlite3.Error as exc:
             self.close()
-            raise StationError(f"event store {self.path}: {self._describe(exc)}") from exc
+            raise _error_for(exc)(f"event store {self.path}: {self._describe(exc)}") from exc
         except StationError:
             self.close()
             raise
@@ -228,7 +282,8 @@ class EventStore:
         except FileExistsError:
             return
         except OSError as exc:
-            raise StationError(f"event store {self.path}: cannot create ({exc.strerror})") from exc
+            kind = StorageUnavailable if exc.errno in _UNAVAILABLE_ERRNOS else StationError
+            raise kind(f"event store {self.path}: cannot create ({exc.strerror})") from exc
         os.fchmod(fd, 0o600)  # an empty file is an empty SQLite database; SQLite gives -wal/-shm its mode
         os.close(fd)
 
@@ -277,7 +332,8 @@ class EventStore:
                 directory.mkdir(mode=0o700, parents=True)
                 directory.chmod(0o700)
         except OSError as exc:
-            raise StationError(f"snapshots directory {directory}: cannot create ({exc.strerror})") from exc
+            kind = StorageUnavailable if exc.errno in _UNAVAILABLE_ERRNOS else StationError
+            raise kind(f"snapshots directory {directory}: cannot create ({exc.strerror})") from exc
         if not directory.is_dir():
             raise StationError(f"snapshots directory {directory}: is not a directory")
         mode = stat.S_IMODE(directory.stat().st_mode)
@@ -298,7 +354,39 @@ class EventStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StationError(f"event store {self.path}: {doing}: {self._describe(exc)}") from exc
+            raise _error_for(exc)(f"event store {self.path}: {doing}: {self._describe(exc)}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Database]:
+        """A write transaction that takes the write lock first (``BEGIN IMMEDIATE``).
+
+        Chained rows read the table's last hash and insert after it: with a deferred ``BEGIN`` a second
+        connection (the window's, logging an acknowledgement) could commit in between, and two rows
+        would claim the same predecessor. Taking the lock up front makes read-then-insert atomic.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _insert_chained(self, db: Database, table: str, row: dict[str, Any]) -> int:
+        """Insert a row after the table's last one, with its id and hashes; return the id."""
+        last = db.execute(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
+        if last is None:
+            anchor = db.execute("SELECT last_id, last_hash FROM chain_anchors WHERE table_name = ?",
+                                [table]).fetchone()
+            last = anchor if anchor is not None else (0, GENESIS)
+        full = {"id": int(last[0]) + 1, **row}
+        full["prev_hash"] = str(last[1])
+        full["row_hash"] = row_hash(full["prev_hash"], full)
+        db[table].insert(full)
+        return full["id"]
 
     # ------------------------------------------------------------------ writing
     def record_screening(
@@ -310,6 +398,7 @@ class EventStore:
         blackbody_error_c: float | None,
         source: str,
         snapshots: Mapping[str, np.ndarray] | None = None,
+        wall_time: datetime | None = None,
     ) -> int:
         """Log one person's decision; return its screening id.
 
@@ -329,6 +418,9 @@ class EventStore:
             ``{"visible": BGR uint8 crop, "thermal": float °C crop}``. Written only when the level is an
             alarm (elevated/fever) and the store has a ``snapshots_dir``; otherwise ignored, so the caller
             never has to decide whether a face may be kept. Empty crops are skipped.
+        wall_time
+            When it was decided (default now): a row kept in memory while the disk could not be written
+            is logged later with its own time.
 
         Alarms get the next alarm number (``alarm_id``, unique in this database, shown to the guard).
         The row, its alarm number and its snapshot rows are one transaction, committed before this
@@ -343,7 +435,7 @@ class EventStore:
                 png = _encode_snapshot(kind, image)
                 if png is not None:
                     encoded[kind] = png
-        wall = utc_iso(self._clock())
+        wall = utc_iso(wall_time or self._clock())
         row = {
             "track_id": int(decision.track_id),
             "t_first_seen": float(decision.t_first_seen),
@@ -361,10 +453,10 @@ class EventStore:
         }
         written: list[Path] = []
         try:
-            with self._faults("logging a screening"), self.db.atomic() as db:
+            with self._faults("logging a screening"), self._transaction() as db:
                 if alarm:
                     row["alarm_id"] = db.execute("SELECT COALESCE(MAX(alarm_id), 0) + 1 FROM screenings").fetchone()[0]
-                screening_id = int(db["screenings"].insert(row).last_pk)
+                screening_id = self._insert_chained(db, "screenings", row)
                 for kind, png in encoded.items():
                     name = f"{wall.replace(':', '').replace('-', '')}-{screening_id:08d}-{kind}.png"
                     path = self.snapshots_dir / name  # type: ignore[operator]  # set whenever encoded
@@ -387,11 +479,12 @@ class EventStore:
             raise
         return screening_id
 
-    def record_system_event(self, event: SystemEvent) -> int:
+    def record_system_event(self, event: SystemEvent, wall_time: datetime | None = None) -> int:
         """Log something about the station itself (camera lost, blackbody out of tolerance, stopped)."""
-        row = {"kind": event.kind, "t": float(event.t), "wall_time": utc_iso(self._clock()), "detail": event.detail}
-        with self._faults("logging a system event"), self.db.atomic() as db:
-            return int(db["system_events"].insert(row).last_pk)
+        row = {"kind": event.kind, "t": float(event.t), "wall_time": utc_iso(wall_time or self._clock()),
+               "detail": event.detail}
+        with self._faults("logging a system event"), self._transaction() as db:
+            return self._insert_chained(db, "system_events", row)
 
     def acknowledge(
         self,
@@ -411,7 +504,7 @@ class EventStore:
         cleared), which is its history.
         """
         check_action(action, thermometer_c)
-        with self._faults("logging an acknowledgement"), self.db.atomic() as db:
+        with self._faults("logging an acknowledgement"), self._transaction() as db:
             found = db.execute("SELECT level FROM screenings WHERE id = ?", [screening_id]).fetchone()
             if found is None:
                 raise StationError(f"event store {self.path}: no screening {screening_id} to acknowledge")
@@ -427,7 +520,7 @@ class EventStore:
                 "note": str(note),
                 "operator": str(operator),
             }
-            return int(db["acknowledgements"].insert(row).last_pk)
+            return self._insert_chained(db, "acknowledgements", row)
 
     # ------------------------------------------------------------------ reading
     def screening(self, screening_id: int) -> dict[str, Any]:
@@ -494,6 +587,93 @@ class EventStore:
         for row in rows:
             row["file"] = None if self.snapshots_dir is None else self.snapshots_dir / row["path"]
         return rows
+
+    def delete_snapshots(self, ids: list[int]) -> list[Path]:
+        """Delete snapshot rows (retention only) in one transaction; return their files for the caller to unlink.
+
+        Rows go first and files after: a crash in between leaves files without rows, which retention
+        finds by their names and removes on its next run, never a row pointing at a file that was never
+        meant to go. Unknown ids are skipped. A store opened without ``snapshots_dir`` returns no files.
+        """
+        wanted = sorted({int(i) for i in ids})
+        names: list[str] = []
+        with self._faults("deleting snapshots"), self._transaction() as db:
+            for start in range(0, len(wanted), 500):  # well under SQLite's limit on bound parameters
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                names.extend(r[0] for r in db.execute(f"SELECT path FROM snapshots WHERE id IN ({marks})", chunk))
+                db.execute(f"DELETE FROM snapshots WHERE id IN ({marks})", chunk)
+        return [] if self.snapshots_dir is None else [self.snapshots_dir / name for name in names]
+
+    # ------------------------------------------------------------------ audit
+    def chain_heads(self) -> dict[str, list]:
+        """Each chained table's newest row as ``[id, row_hash]`` (``[0, anchor or GENESIS]`` when empty)."""
+        heads: dict[str, list] = {}
+        with self._faults("reading the chain heads"):
+            for table in CHAINED_TABLES:
+                last = self.db.execute(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
+                heads[table] = [int(last[0]), str(last[1])] if last else [0, GENESIS]
+        return heads
+
+    def verify_chains(self) -> list[ChainBreak]:
+        """The first break of every chained table (empty when the whole log holds).
+
+        Each table is checked from its retention anchor (or the start) to its end, and against the
+        newest head any export recorded for it, so rows deleted from the end since an export show too.
+        """
+        breaks = []
+        with self._faults("auditing the log"):
+            anchors = {r["table_name"]: (int(r["last_id"]), str(r["last_hash"]))
+                       for r in self.db.query("SELECT * FROM chain_anchors")}
+            recorded: dict[str, tuple[int, str]] = {}
+            for export in self.db.query("SELECT chain_heads FROM exports ORDER BY id"):
+                try:
+                    heads = json.loads(export["chain_heads"])
+                except ValueError:
+                    continue  # the exports chain itself reports the edit
+                for table, (head_id, head_hash) in heads.items():
+                    if head_id and (table not in recorded or head_id > recorded[table][0]):
+                        recorded[table] = (int(head_id), str(head_hash))
+            for table in CHAINED_TABLES:
+                rows = self.db.query(f"SELECT * FROM {table} ORDER BY id")
+                found = verify_chain(table, rows, anchors.get(table), recorded.get(table))
+                if found is not None:
+                    breaks.append(found)
+        return breaks
+
+    def record_export(self, row: Mapping[str, Any]) -> int:
+        """Log one export (who, when, filters, format, rows, images or not, the file's sha256); chained.
+
+        The current chain heads are recorded with it: they pin the log as the auditor saw it.
+        """
+        with self._faults("logging an export"), self._transaction() as db:
+            full = dict(row)
+            full.setdefault("wall_time", utc_iso(self._clock()))
+            full["chain_heads"] = json.dumps(self.chain_heads(), sort_keys=True)
+            return self._insert_chained(db, "exports", full)
+
+    def exports(self) -> list[dict[str, Any]]:
+        with self._faults("reading exports"):
+            return list(self.db.query("SELECT * FROM exports ORDER BY id"))
+
+    def purge_prefix(self, table: str, through_id: int) -> int:
+        """Delete a chained table's rows up to ``through_id`` (retention only) and anchor the chain there.
+
+        Only the oldest rows may go, so the chain stays verifiable from the anchor: the last deleted
+        row's id and hash. Returns how many rows were deleted. Callers delete dependent rows
+        (acknowledgements, snapshots) first.
+        """
+        if table not in CHAINED_TABLES:
+            raise ValueError(f"purge_prefix: expected one of {CHAINED_TABLES}, got {table!r}")
+        with self._faults(f"purging {table}"), self._transaction() as db:
+            last = db.execute(f"SELECT id, row_hash FROM {table} WHERE id <= ? ORDER BY id DESC LIMIT 1",
+                              [through_id]).fetchone()
+            if last is None:
+                return 0
+            count = db.execute(f"DELETE FROM {table} WHERE id <= ?", [int(last[0])]).rowcount
+            db["chain_anchors"].upsert({"table_name": table, "last_id": int(last[0]), "last_hash": str(last[1]),
+                                        "wall_time": utc_iso(self._clock())}, pk="table_name")
+            return int(count)
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:

@@ -32,6 +32,7 @@ from PyQt6.QtWidgets import (
 
 from station import verification
 from station.config import StationConfig, save_config
+from station.errors import StationError
 from station.guidance import guidance_for
 from station.headless import snapshots_dir_for
 from station.pipeline import Station, Tick
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
         self.decided: dict[int, ScreeningDecision] = {}
         self.counts: Counter = Counter()
         self.lost: set[str] = set()
+        self.storage_fault: str | None = None  # the log cannot be written: screening goes on, rows wait
         self.blackbody_state: tuple[str, str] | None = None
         self.station: Station | None = None
         self.ended = False
@@ -194,8 +196,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ engine signals
     def on_station(self, station: Station) -> None:
         self.station = station
-        if self.db_path is not None and self.history.list.count() == 0:
-            store = self._store()
+        store = self._store()
+        if store is not None and self.history.list.count() == 0:
             self.history.load(store, snapshots_dir_for(self.db_path))
             midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
             for row in store.screenings(since=midnight):  # "today" is the station's local day
@@ -207,8 +209,8 @@ class MainWindow(QMainWindow):
             self.thermal_view.blackbody_roi = profile.blackbody.roi
         age = profile.age_days()
         verified = ""
-        if self.db_path is not None:
-            verified = ", " + verification.summary(self._store().last_system_event(verification.KINDS))
+        if store is not None:
+            verified = ", " + verification.summary(store.last_system_event(verification.KINDS))
         self.status_calibration.setText(f"Calibration {age:.0f} d{verified}")
         self.status_model.setText(f"Model {station.detector.model_sha256[:8]}")
 
@@ -234,6 +236,10 @@ class MainWindow(QMainWindow):
             self.lost.discard(event.detail.split(":")[0])
         elif event.kind.startswith("blackbody_"):
             self.blackbody_state = (event.kind, event.detail)
+        elif event.kind == "storage_fault":
+            self.storage_fault = event.detail
+        elif event.kind == "storage_recovered":
+            self.storage_fault = None
         self._update_system_strip()
 
     def on_failed(self, message: str) -> None:
@@ -331,6 +337,8 @@ class MainWindow(QMainWindow):
             problems.append(f"BLACKBODY: {self.blackbody_state[0].removeprefix('blackbody_').replace('_', ' ')}")
         if self.station is not None and self.station.calibration_expired:
             problems.append("CALIBRATION EXPIRED")
+        if self.storage_fault:
+            problems.append("STORAGE FAULT: decisions are kept in memory until the log can be written")
         self.system_strip.setText(" · ".join(problems))
         self.system_strip.setVisible(bool(problems))
 
@@ -344,19 +352,27 @@ class MainWindow(QMainWindow):
     def record_acknowledgement(self, alarm: PendingAlarm, action: str, thermometer_c: float | None,
                                note: str) -> None:
         """Write the acknowledgement to the log (if the alarm was logged) and release the alarm."""
-        if alarm.screening_id is not None and self.db_path is not None:
-            self._store().acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
-                                        operator="guard")
+        store = self._store() if alarm.screening_id is not None else None
+        if store is not None:
+            try:
+                store.acknowledge(alarm.screening_id, action, thermometer_c=thermometer_c, note=note,
+                                  operator="guard")
+            except StationError as exc:  # the alarm is released all the same; the guard is told
+                self.status_message.setText(f"acknowledgement NOT logged: {exc}")
         if action == "re_measure":
             self.worker.request_remeasure(alarm.level)
         self.banner.resolve(alarm)
         if not self.banner.pending():
             self.sound.stop()
 
-    def _store(self) -> EventStore:
-        """This (GUI) thread's own connection to the log: SQLite connections stay on their thread."""
-        if self._ack_store is None:
-            self._ack_store = EventStore(self.db_path)
+    def _store(self) -> EventStore | None:
+        """This (GUI) thread's own connection to the log (SQLite connections stay on their thread), or
+        None when there is no log or it cannot be opened now (the engine reports the storage fault)."""
+        if self._ack_store is None and self.db_path is not None:
+            try:
+                self._ack_store = EventStore(self.db_path)
+            except StationError as exc:
+                self.status_message.setText(f"log unavailable: {exc}")
         return self._ack_store
 
     # ------------------------------------------------------------------ settings

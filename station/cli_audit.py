@@ -1,0 +1,147 @@
+"""The auditors' commands: ``station export``, ``station audit verify``, ``station audit set-pin``.
+
+Exports are de-identified unless the auditor asks for images, which needs the auditor PIN (a salted
+scrypt hash in the station's config, separate from the technicians' PIN) and is recorded with the
+export. ``audit verify`` checks every hash chain of the log and names the first row that breaks it.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from station.config import check_pin, default_config_path, hash_pin, load_config, save_config
+from station.errors import StationError
+from station.types import LEVELS
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Exit code of an audit that ran and found the log altered (1 is a fault, 2 a usage error).
+EXIT_LOG_ALTERED = 3
+
+
+def _parse_day_or_time(value: str, *, end: bool) -> datetime:
+    """``2026-11-30`` (a whole day, UTC: ``--to`` includes it) or an ISO time with its zone."""
+    try:
+        if len(value) == 10:
+            day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected a date such as 2026-11-30 or a time such as 2026-11-30T08:00Z, got "
+                                 f"{value!r}") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"give the time's zone (end it with Z for UTC): {value!r}")
+    return moment
+
+
+def _open_store(db: Path | None, *, snapshots: bool = False):
+    from station.headless import default_db_path, snapshots_dir_for
+    from station.store import EventStore
+
+    path = db or default_db_path()
+    if not path.is_file():
+        raise StationError(f"event store {path}: no such file (give --db FILE)")
+    return EventStore(path, snapshots_dir=snapshots_dir_for(path) if snapshots else None)
+
+
+@click.command("export", context_settings=CONTEXT)
+@click.option("--from", "start", required=True, metavar="DATE", help="First day (or time) included, UTC.")
+@click.option("--to", "end", required=True, metavar="DATE", help="Last day included (or time excluded), UTC.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "html"]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE")
+@click.option("--level", "levels", multiple=True, type=click.Choice(list(LEVELS)), help="Only these levels.")
+@click.option("--acknowledged", type=click.Choice(["yes", "no"]), help="Only alarms acknowledged (or not).")
+@click.option("--operator", required=True, metavar="NAME", help="Who makes the export (recorded with it).")
+@click.option("--include-images", is_flag=True, help="Add alarm snapshots (asks for the auditor PIN).")
+@click.option("--pin", metavar="PIN", help="The auditor PIN (prompted for when not given).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Event store (default: the station's).")
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
+def export_command(start: str, end: str, fmt: str, out: Path, levels: tuple[str, ...], acknowledged: str | None,
+                   operator: str, include_images: bool, pin: str | None, db: Path | None, overwrite: bool) -> None:
+    """Export the screenings of a period, de-identified, and record the export in the log.
+
+    \b
+    Examples:
+      station export --from 2026-11-01 --to 2026-11-30 --format html --out nov.html --operator "audit-1"
+      station export --from 2026-11-30 --to 2026-11-30 --format csv --out alarms.csv --level fever \\
+          --acknowledged no --operator "audit-1"
+    """
+    from station.export import ExportFilter, count_screenings, export
+
+    period = ExportFilter(_parse_day_or_time(start, end=False), _parse_day_or_time(end, end=True), levels,
+                          None if acknowledged is None else acknowledged == "yes")
+    if period.end <= period.start:
+        raise click.BadParameter("--to must come after --from")
+    if out.exists() and not overwrite:
+        raise StationError(f"{out}: already exists (give --overwrite to replace it)")
+    config = load_config(default_config_path())
+    if include_images:
+        if not config.auditor_pin_hash:
+            raise StationError("no auditor PIN is set: set one with `station audit set-pin` before exporting images")
+        given = pin if pin is not None else click.prompt("auditor PIN", hide_input=True, err=True)
+        if not check_pin(given, config.auditor_pin_hash):
+            raise StationError("wrong auditor PIN: nothing was exported")
+    store = _open_store(db, snapshots=include_images)
+    try:
+        total = count_screenings(store, period)
+        with click.progressbar(length=max(total, 1), label=f"exporting {total} screenings", file=_stderr(),
+                               show_pos=True) as bar:
+            result = export(store, period, fmt, out, operator=operator, include_images=include_images,
+                            elevated_c=config.elevated_c, fever_c=config.fever_c, progress=bar.update)
+    finally:
+        store.close()
+    what = "with images" if include_images else "de-identified"
+    click.echo(f"exported {result.rows} screenings ({what}) to {out}; sha256 {result.sha256}; "
+               f"recorded as export {result.export_id}")
+
+
+def _stderr():
+    return sys.stderr
+
+
+@click.group("audit", context_settings=CONTEXT)
+def audit() -> None:
+    """Check the log's hash chains; set the auditor PIN."""
+
+
+@audit.command("verify", context_settings=CONTEXT)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Event store (default: the station's).")
+def audit_verify(db: Path | None) -> None:
+    """Check every hash chain; name the first row that breaks each (exit 3 when the log was altered)."""
+    from station.chain import CHAINED_TABLES
+
+    store = _open_store(db)
+    try:
+        breaks = {b.table: b for b in store.verify_chains()}
+        counts = {t: store.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in CHAINED_TABLES}
+        integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        store.close()
+    for table in CHAINED_TABLES:
+        status = f"BROKEN at {breaks[table]}" if table in breaks else "ok"
+        click.echo(f"{table:<17} {counts[table]:>8} rows  {status}")
+    click.echo(f"sqlite integrity  {integrity}")
+    if breaks or integrity != "ok":
+        click.echo("the log was altered: keep this database as it is and report it", err=True)
+        raise SystemExit(EXIT_LOG_ALTERED)
+
+
+@audit.command("set-pin", context_settings=CONTEXT)
+def audit_set_pin() -> None:
+    """Set or change the auditor PIN (4-12 digits) needed to export images."""
+    path = default_config_path()
+    config = load_config(path)
+    if config.auditor_pin_hash:
+        current = click.prompt("current auditor PIN", hide_input=True, err=True)
+        if not check_pin(current, config.auditor_pin_hash):
+            raise StationError("wrong auditor PIN: nothing changed")
+    new = click.prompt("new auditor PIN", hide_input=True, confirmation_prompt=True, err=True)
+    from dataclasses import replace
+
+    save_config(replace(config, auditor_pin_hash=hash_pin(new)), path)
+    click.echo(f"auditor PIN set in {path}")

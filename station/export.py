@@ -1,0 +1,244 @@
+"""The auditors' export: screenings of a period, filtered, de-identified by default, in CSV, JSON or HTML.
+
+Data collected for epidemic control may be used for nothing else, so what leaves the station is the
+least an audit needs. By default an export carries no images, no face boxes (the store keeps none) and
+no track ids (they would let someone link two passes in front of the camera); screening ids stay, as
+row numbers that join acknowledgements to their alarm. ``include_images`` (behind the auditor PIN, and
+itself recorded) adds the alarm snapshots, copied beside the export with their sha256.
+
+Every export is logged in the store's chained ``exports`` table: who, when, the filters, the format,
+the row count, whether images went, and the sha256 of the file written, with the log's chain heads at
+that moment.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from station.errors import StationError
+from station.store import EventStore, utc_iso
+
+FORMATS = ("csv", "json", "html")
+#: Columns an export leaves out unless images are included: they could link visits or show faces.
+IDENTIFYING = ("track_id",)
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which screenings an auditor asked for: a period ``[start, end)``, levels, acknowledged or not."""
+
+    start: datetime
+    end: datetime
+    levels: tuple[str, ...] = ()
+    acknowledged: bool | None = None
+
+    def describe(self) -> dict[str, str]:
+        out = {"from": utc_iso(self.start), "to": utc_iso(self.end)}
+        if self.levels:
+            out["level"] = ",".join(self.levels)
+        if self.acknowledged is not None:
+            out["acknowledged"] = "yes" if self.acknowledged else "no"
+        return out
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int
+    sha256: str
+    export_id: int
+    images: list[Path] = field(default_factory=list)
+
+
+_ACKED = "EXISTS (SELECT 1 FROM acknowledgements a WHERE a.screening_id = s.id)"
+
+
+def _where(filt: ExportFilter) -> tuple[str, list[Any]]:
+    where = ["s.wall_time >= ?", "s.wall_time < ?"]
+    params: list[Any] = [utc_iso(filt.start), utc_iso(filt.end)]
+    if filt.levels:
+        where.append(f"s.level IN ({', '.join('?' for _ in filt.levels)})")
+        params.extend(filt.levels)
+    if filt.acknowledged is not None:
+        where.append(_ACKED if filt.acknowledged else f"NOT {_ACKED}")
+    return " AND ".join(where), params
+
+
+def count_screenings(store: EventStore, filt: ExportFilter) -> int:
+    where, params = _where(filt)
+    return int(store.db.execute(f"SELECT COUNT(*) FROM screenings s WHERE {where}", params).fetchone()[0])
+
+
+def select_screenings(store: EventStore, filt: ExportFilter) -> list[dict[str, Any]]:
+    """The screenings the filter asks for, oldest first, each with ``acknowledged`` (0/1)."""
+    where, params = _where(filt)
+    sql = f"SELECT s.*, {_ACKED} AS acknowledged FROM screenings s WHERE {where} ORDER BY s.id"
+    return [dict(r) for r in store.db.query(sql, params)]
+
+
+def deidentify(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in IDENTIFYING}
+
+
+def _related(store: EventStore, table: str, ids: list[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for k in range(0, len(ids), 900):  # SQLite's parameter limit
+        chunk = ids[k : k + 900]
+        sql = f"SELECT * FROM {table} WHERE screening_id IN ({', '.join('?' for _ in chunk)}) ORDER BY id"
+        out.extend(dict(r) for r in store.db.query(sql, chunk))
+    return out
+
+
+def _events_in(store: EventStore, filt: ExportFilter) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM system_events WHERE wall_time >= ? AND wall_time < ? ORDER BY id"
+    return [dict(r) for r in store.db.query(sql, [utc_iso(filt.start), utc_iso(filt.end)])]
+
+
+def write_csv(rows: list[dict[str, Any]], out: io.TextIOBase, tick: Callable[[int], None]) -> None:
+    """One line per screening; ``quality`` stays the JSON list the store holds."""
+    if not rows:
+        out.write("")
+        return
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for k in range(0, len(rows), BATCH):
+        writer.writerows(rows[k : k + BATCH])
+        tick(len(rows[k : k + BATCH]))
+
+
+def export(
+    store: EventStore,
+    filt: ExportFilter,
+    fmt: str,
+    out: Path,
+    *,
+    operator: str,
+    include_images: bool = False,
+    station: str = "",
+    elevated_c: float = 37.3,
+    fever_c: float = 38.0,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> ExportResult:
+    """Write the export to ``out`` (atomically: a temporary file renamed into place), then log it.
+
+    The file is complete on disk before the ``exports`` row is written, and the row carries the
+    file's sha256, so an export that was logged can always be checked against the file an auditor holds.
+    """
+    if fmt not in FORMATS:
+        raise StationError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not operator.strip():
+        raise StationError("an export must name who makes it (--operator NAME)")
+    if not out.parent.is_dir():
+        raise StationError(f"{out}: directory {out.parent} does not exist")
+    tick = progress or (lambda _n: None)
+    rows = select_screenings(store, filt)
+    ids = [int(r["id"]) for r in rows]
+    if not include_images:
+        rows = [deidentify(r) for r in rows]
+    acks = _related(store, "acknowledgements", ids)
+    events = _events_in(store, filt)
+    images: list[Path] = []
+    if include_images:
+        snapshots = _related(store, "snapshots", ids)
+        rows_by_id = {int(r["id"]): r for r in rows}
+        images = _copy_images(store, snapshots, out)
+        for snap in snapshots:
+            rows_by_id[int(snap["screening_id"])].setdefault("images", []).append(
+                {"kind": snap["kind"], "file": f"{out.name}.images/{snap['path']}", "sha256": snap["sha256"]})
+        if fmt == "csv":
+            for row in rows:
+                row["images"] = json.dumps(row.get("images", []))
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            if fmt == "csv":
+                write_csv(rows, handle, tick)
+            elif fmt == "json":
+                _write_json(handle, filt, rows, acks, events, include_images, tick)
+            else:
+                handle.write(_html(filt, rows, acks, events, station, elevated_c, fever_c, clock))
+                tick(len(rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StationError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
+    digest = _sha256(out)
+    export_id = store.record_export({
+        "operator": operator.strip(),
+        "period_from": utc_iso(filt.start),
+        "period_to": utc_iso(filt.end),
+        "filters": json.dumps(filt.describe(), sort_keys=True),
+        "format": fmt,
+        "row_count": len(rows),
+        "include_images": int(include_images),
+        "path": str(out.resolve()),
+        "sha256": digest,
+    })
+    return ExportResult(out, len(rows), digest, export_id, images)
+
+
+def _write_json(handle, filt: ExportFilter, rows, acks, events, include_images: bool, tick) -> None:
+    """One JSON document: the filters, then screenings, acknowledgements and system events of the period."""
+    for row in rows:
+        row["quality"] = json.loads(row["quality"])
+    doc = {
+        "export": {"filters": filt.describe(), "deidentified": not include_images, "screenings": len(rows)},
+        "screenings": rows,
+        "acknowledgements": acks,
+        "system_events": events,
+    }
+    json.dump(doc, handle, ensure_ascii=False, indent=1)
+    tick(len(rows))
+
+
+def _html(filt: ExportFilter, rows, acks, events, station: str, elevated_c: float, fever_c: float, clock) -> str:
+    from station.report import ReportData, render_report
+
+    now = clock() if clock else datetime.now().astimezone()
+    data = ReportData(
+        period_from=filt.start, period_to=filt.end, station=station,
+        screenings=[{**r, "quality": json.loads(r["quality"]) if isinstance(r["quality"], str) else r["quality"],
+                     "acknowledged": bool(r["acknowledged"])} for r in rows],
+        acknowledgements=acks, system_events=events, elevated_c=elevated_c, fever_c=fever_c,
+        filters=filt.describe(), generated_at=now,
+    )
+    return render_report(data)
+
+
+def _copy_images(store: EventStore, snapshots: Iterable[dict[str, Any]], out: Path) -> list[Path]:
+    if store.snapshots_dir is None:
+        return []
+    folder = out.with_name(f"{out.name}.images")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    copied = []
+    for snap in snapshots:
+        source = store.snapshots_dir / snap["path"]
+        if source.is_file():
+            target = folder / snap["path"]
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            copied.append(target)
+    return copied
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

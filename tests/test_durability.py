@@ -1,0 +1,106 @@
+"""Nothing logged is lost: a station killed mid-run, and a log that cannot be written for a while."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from station.cli import DEMO_RECORDING
+from station.headless import open_station
+from station.intake import open_intake
+from station.pipeline import Tick
+from station.types import ScreeningDecision, SystemEvent
+
+
+def test_a_station_killed_mid_run_keeps_every_decision_it_printed(tmp_path, face_model):
+    db = tmp_path / "station.db"
+    command = [sys.executable, "-m", "station.cli", "run", "--recording", str(DEMO_RECORDING), "--headless",
+               "--fast", "--db", str(db)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    printed = []
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            item = json.loads(line)
+            if item["type"] == "screening":
+                printed.append(item)
+                if len(printed) == 3:
+                    process.send_signal(signal.SIGKILL)  # no handler, no flush, no close
+                    break
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL and len(printed) == 3
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        logged = {(r[0], round(r[1], 4)) for r in conn.execute("SELECT track_id, t_decided FROM screenings")}
+    finally:
+        conn.close()
+    assert {(p["track_id"], p["t_decided"]) for p in printed} <= logged
+    from station.store import EventStore
+
+    with EventStore(db) as store:  # reopens cleanly, and the chains hold
+        assert store.verify_chains() == []
+
+
+def _read_only_directory(path: Path):
+    """Make a directory unwritable even for root (chattr +i), or by mode for a normal user; return the undo."""
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        return lambda: path.chmod(0o700)
+    chattr = shutil.which("chattr")
+    done = chattr and subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode == 0
+    if not done:
+        pytest.fail("running as root without a working chattr +i: cannot make a directory read-only here")
+    return lambda: subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_a_read_only_log_directory_keeps_screening_and_alarming_and_the_rows_land_later(tmp_path, face_model):
+    folder = tmp_path / "log"
+    folder.mkdir(mode=0o700)
+    undo = _read_only_directory(folder)
+    decisions: list[ScreeningDecision] = []
+    events: list[SystemEvent] = []
+    faulted_decisions = 0
+    try:
+        with open_intake(None, None, DEMO_RECORDING, None, fast=True, status=None) as intake:
+            with open_station(intake, db=folder / "station.db") as station:
+                station.log.retry_s = 0.0  # retry on every pair once the folder is writable again
+                assert station.store is None and station.log.fault is not None
+                for item in station.run():
+                    if isinstance(item, Tick):
+                        decisions += item.decisions
+                        events += item.events
+                    elif isinstance(item, ScreeningDecision):
+                        decisions.append(item)
+                    elif isinstance(item, SystemEvent):
+                        events.append(item)
+                    if undo is not None and len(decisions) >= 4:
+                        faulted_decisions = len(decisions)
+                        undo()
+                        undo = None
+    finally:
+        if undo is not None:
+            undo()
+    kinds = [e.kind for e in events]
+    assert "storage_fault" in kinds and "storage_recovered" in kinds
+    assert kinds.index("storage_fault") < kinds.index("storage_recovered")
+    levels = [d.level for d in decisions[:faulted_decisions]]
+    assert "fever" in levels  # the alarm went up while nothing could be logged
+    conn = sqlite3.connect(folder / "station.db")
+    try:
+        logged = [(r[0], round(r[1], 4), r[2]) for r in
+                  conn.execute("SELECT track_id, t_decided, level FROM screenings ORDER BY id")]
+        logged_kinds = [r[0] for r in conn.execute("SELECT kind FROM system_events ORDER BY id")]
+    finally:
+        conn.close()
+    assert logged == [(d.track_id, round(d.t_decided, 4), d.level) for d in decisions]
+    assert logged_kinds[:2] == ["storage_fault", "started"] and "storage_recovered" in logged_kinds
