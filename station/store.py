@@ -292,7 +292,9 @@ class EventStore:
         db.enable_wal()
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA busy_timeout = 5000")  # an export's checkpoint may hold the lock briefly
+        # Wait a little for a lock (a checkpoint, a purge in another process), never long: the engine must
+        # keep screening, and a longer lock is a storage fault the guarded log rides out.
+        db.execute("PRAGMA busy_timeout = 300")
         self._probe_writable()
         # Everything registered is pending on an empty database: the public way to list the set.
         known = {m.name for m in MIGRATIONS.pending(Database(memory=True, execute_plugins=False))}

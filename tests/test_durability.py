@@ -104,3 +104,68 @@ def test_a_read_only_log_directory_keeps_screening_and_alarming_and_the_rows_lan
         conn.close()
     assert logged == [(d.track_id, round(d.t_decided, 4), d.level) for d in decisions]
     assert logged_kinds[:2] == ["storage_fault", "started"] and "storage_recovered" in logged_kinds
+
+
+# ------------------------------------------------------------------------------------------- the guard itself
+def _decision(k: int, level: str = "fever") -> ScreeningDecision:
+    return ScreeningDecision(k, float(k), k + 1.0, 37.3, 38.5, level, frozenset())
+
+
+def _options() -> dict:
+    return {"calibration_id": "c@2026-11-01T00:00:00Z", "model_sha256": None, "blackbody_error_c": None,
+            "source": "test"}
+
+
+def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path):
+    from station.guarded_log import GuardedLog
+    from station.store import EventStore
+
+    log = GuardedLog(lambda: EventStore(tmp_path / "station.db"), retry_s=0.0)
+    assert log.screening(_decision(1), 1.0, **_options()) == 1
+    pages = log.store.db.execute("PRAGMA page_count").fetchone()[0]
+    log.store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    k = 1
+    while log.fault is None and k < 2000:  # the last pages fill up
+        k += 1
+        log.screening(_decision(k), float(k), **_options())
+    assert log.fault is not None and "full" in log.fault
+    for later in range(k + 1, k + 20):
+        assert log.screening(_decision(later), float(later), **_options()) is None
+    assert len(log.pending) >= 20  # 20 decisions (and the storage_fault event, unless it fitted)
+    log.store.db.execute("PRAGMA max_page_count = 1073741823")
+    log.poll(float(k + 20))
+    assert log.fault is None and not log.pending
+    assert [n.kind for n in log.notices] == ["storage_fault", "storage_recovered"]
+    rows = log.store.screenings()
+    assert [r["track_id"] for r in rows] == list(range(1, k + 20))
+    assert log.store.verify_chains() == []
+    log.close()
+
+
+def test_a_locked_database_is_ridden_out(tmp_path):
+    from station.guarded_log import GuardedLog
+    from station.store import EventStore
+
+    db = tmp_path / "station.db"
+    log = GuardedLog(lambda: EventStore(db), retry_s=0.0)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # a maintenance job holding the write lock
+    assert log.screening(_decision(1), 1.0, **_options()) is None
+    assert "locked" in log.fault
+    other.execute("COMMIT")
+    other.close()
+    log.poll(2.0)
+    assert log.fault is None and [r["track_id"] for r in log.store.screenings()] == [1]
+    log.close()
+
+
+def test_a_wrong_log_path_is_still_bad_input(tmp_path):
+    from station.errors import StationError
+    from station.guarded_log import GuardedLog
+    from station.store import EventStore
+
+    with pytest.raises(StationError, match="does not exist"):
+        GuardedLog(lambda: EventStore(tmp_path / "no-such-dir" / "station.db"))
+    (tmp_path / "junk.db").write_text("not a database at all, just text " * 50)
+    with pytest.raises(StationError, match="not an SQLite database"):
+        GuardedLog(lambda: EventStore(tmp_path / "junk.db"))
