@@ -77,6 +77,10 @@ def verify_chain(
         ``(id, hash)`` of the newest row when an export last recorded it: that row must still be there,
         unchanged, so rows deleted from the end since then show too.
     """
+    if head is not None and anchor is not None and head[0] <= anchor[0]:
+        if head[0] == anchor[0] and head[1] != anchor[1]:
+            return ChainBreak(table, head[0], "differs from the row an earlier export recorded")
+        head = None  # retention deleted the recorded head on purpose; the anchor stands for the rows before it
     expected_prev, last_id = (anchor[1], anchor[0]) if anchor else (GENESIS, 0)
     seen_head = head is None
     for row in rows:

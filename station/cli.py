@@ -17,6 +17,7 @@ import click
 from calibration.cli import calibrate
 from station.cli_audit import audit, export_command
 from station.cli_model import model
+from station.cli_purge import purge
 from station.errors import StationError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -242,10 +243,14 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
     from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
+    from station.retention import RetentionPolicy
 
-    settings = load_config(default_config_path()).to_alarm_settings()
+    config = load_config(default_config_path())
+    retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
+    policy = AlarmPolicy(config.to_alarm_settings())
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
-        with open_station(intake, db=db, policy=AlarmPolicy(settings)) as station, events_output(events_path) as out:
+        with open_station(intake, db=db, policy=policy, retention=retention) as station, \
+                events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             log = station.log
         where = "nowhere" if log is None else (
@@ -268,6 +273,7 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     from station.model_setup import load_model_path
     from station.profile import CalibrationProfile
     from station.recording import Recording
+    from station.retention import RetentionPolicy
 
     config_path = default_config_path()
     config = load_config(config_path)
@@ -280,7 +286,9 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     @contextmanager
     def factory():
         with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None) as intake:
-            with open_station(intake, db=db, policy=AlarmPolicy(config.to_alarm_settings())) as station:
+            retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
+            with open_station(intake, db=db, policy=AlarmPolicy(config.to_alarm_settings()),
+                              retention=retention) as station:
                 yield station
 
     from ui.app import run_window
@@ -335,6 +343,7 @@ main.add_command(model)
 main.add_command(calibrate)
 main.add_command(export_command)
 main.add_command(audit)
+main.add_command(purge)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -24,6 +24,7 @@ from station.guarded_log import GuardedLog
 from station.intake import Intake
 from station.pipeline import Station, Tick
 from station.radiometry import Radiometer
+from station.retention import RetentionPolicy
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
@@ -70,6 +71,7 @@ def open_station(
     db: Path | None,
     detector: FaceDetector | None = None,
     policy: AlarmPolicy | None = None,
+    retention: RetentionPolicy | None = None,
 ) -> Iterator[Station]:
     """The whole engine on ``intake``, logging to ``db`` (``None``: no log); the store is closed on exit,
     whatever happened, so every row written before a failure stays written."""
@@ -79,7 +81,8 @@ def open_station(
     radiometer = radiometer_for(intake, intake.profile)
     log = None if db is None else GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)))
     try:
-        yield Station(intake, detector, intake.profile, radiometer, policy or AlarmPolicy(AlarmSettings()), log)
+        yield Station(intake, detector, intake.profile, radiometer, policy or AlarmPolicy(AlarmSettings()), log,
+                      retention=None if log is None else (retention or RetentionPolicy()))
     finally:
         if log is not None:
             log.close()

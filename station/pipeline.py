@@ -13,17 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from station.alarm import AlarmPolicy
 from station.detect import FaceDetector
+from station.errors import StationError
 from station.guarded_log import GuardedLog
 from station.intake import Intake
 from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import map_faces
+from station.retention import RetentionPolicy, RetentionSchedule
 from station.store import EventStore
 from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, add_reading, decide, ready
 from station.types import Faces, FramePair, Measurement, ScreeningDecision, SystemEvent, ThermalImage
@@ -67,6 +70,7 @@ class Station:
         track: TrackSettings | None = None,
         idle_detect_every: int = 2,
         max_calibration_age_days: float = MAX_CALIBRATION_AGE_DAYS,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.intake = intake
         self.detector = detector
@@ -75,6 +79,8 @@ class Station:
         self.policy = policy
         # Every write goes through the guard: a log that cannot be written never stops the screening.
         self.log = GuardedLog(lambda: store) if isinstance(store, EventStore) else store
+        # Retention runs in the engine (at start-up, then daily), where the log is open and written.
+        self.retention = None if retention is None else RetentionSchedule(retention, lambda: self.intake.last_t)
         self.measure_settings = measure or MeasureSettings()
         self.track_settings = track or TrackSettings()
         self.tracker = Tracker(self.track_settings)
@@ -124,6 +130,7 @@ class Station:
             self.log_event(event)
         if self.log is not None:
             self.log.poll(pair.t)
+            events = [*events, *self._purge_if_due()]
         self._blackbody_error = thermal.blackbody_error_c
         paused = not self.radiometer.screening_allowed or self.calibration_expired
         if self._detect_now(pair):
@@ -246,6 +253,18 @@ class Station:
             if track.owes_retry(min_stand_s=self.track_settings.min_stand_s):
                 out.append(decide(track, t, self._level_of, self.track_settings.min_samples))
         return out
+
+    def _purge_if_due(self) -> list[SystemEvent]:
+        """Purge old images and records when due and the log is open; a failure is said, not fatal."""
+        now = datetime.now(UTC)
+        if self.retention is None or self.store is None or not self.retention.due(now):
+            return []
+        try:
+            return [self.retention.run(self.store, now)]
+        except StationError as exc:
+            event = SystemEvent("retention_failed", self.intake.last_t, str(exc))
+            self.log_event(event)
+            return [event]
 
     def log_event(self, event: SystemEvent) -> None:
         if self.log is not None:
