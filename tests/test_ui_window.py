@@ -251,3 +251,13 @@ def test_the_status_bar_shows_the_last_blackbody_verification_and_the_calibratio
     text = win.status_calibration.text()
     assert text.startswith("Calibration ") and " d, verified +0.04 °C (" in text
     win.shutdown()
+
+
+def test_a_storage_fault_is_shown_until_the_log_recovers(window, qtbot):
+    from station.types import SystemEvent
+
+    win, _ = window
+    win.on_system_event(SystemEvent("storage_fault", 3.0, "event store: database or disk is full"))
+    assert "STORAGE FAULT" in win.system_strip.text() and win.system_strip.isVisibleTo(win)
+    win.on_system_event(SystemEvent("storage_recovered", 9.0, "12 rows kept in memory are now logged"))
+    assert "STORAGE FAULT" not in win.system_strip.text()
