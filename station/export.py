@@ -210,6 +210,9 @@ def _html(filt: ExportFilter, rows, acks, events, station: str, elevated_c: floa
     from station.report import ReportData, render_report
 
     now = clock() if clock else datetime.now().astimezone()
+    if not station:  # the station as its calibration names it: "entrance-1@2026-11-20T08:00:00Z"
+        named = sorted({str(r["calibration_id"]).split("@")[0] for r in rows if r.get("calibration_id")})
+        station = ", ".join(named) or "fever screening station"
     data = ReportData(
         period_from=filt.start, period_to=filt.end, station=station,
         screenings=[{**r, "quality": json.loads(r["quality"]) if isinstance(r["quality"], str) else r["quality"],

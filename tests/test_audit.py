@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sqlite3
 import stat
 from datetime import UTC, datetime, timedelta
@@ -217,3 +218,16 @@ def test_a_log_from_before_the_chains_is_chained_on_upgrade(tmp_path):
     with EventStore(db) as store:
         store.record_system_event(SystemEvent("stopped", 1.0, ""))
         assert store.verify_chains() == []
+
+
+def test_the_html_export_is_one_self_contained_report(log, tmp_path):
+    out = tmp_path / "report.html"
+    result = _run("export", "--from", "2026-11-23", "--to", "2026-11-24", "--format", "html", "--out", out,
+                  "--operator", "audit-1", "--db", log)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") >= 3
+    assert "sent to nurse" in page and "NOT ACKNOWLEDGED" in page  # the fever was acknowledged, the other not
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    (row,) = _rows(log, "SELECT format, row_count FROM exports")
+    assert row == {"format": "html", "row_count": 8}
