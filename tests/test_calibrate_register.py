@@ -25,7 +25,8 @@ ARUCO = ["--target", "aruco", "--size-mm", "50"]
 
 @pytest.fixture(scope="module")
 def pairs_dir() -> Path:
-    assert (ARUCO_PAIRS / "1_visible.png").is_file(), f"the real ArUco pairs belong in {ARUCO_PAIRS}"
+    if not (ARUCO_PAIRS / "1_visible.png").is_file():  # a fresh clone without ../shared; CI always has it
+        pytest.skip(f"needs the real ArUco pairs in {ARUCO_PAIRS} (../shared/data beside the repository)")
     return ARUCO_PAIRS
 
 
