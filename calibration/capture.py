@@ -84,19 +84,26 @@ def poses_live(
     one bad angle does not end a calibration session.
     """
     with open_intake(visible_spec, thermal_spec, None, None, status=None) as intake:
-        pairs = (item for item in intake.run() if hasattr(item, "thermal") and item.visible is not None)
-        for k in range(1, n_poses + 1):
-            for attempt in range(3):
-                prompt(k, n_poses)
-                pair = _fresh_pair(pairs)
-                f = _focal(pair.visible.image.shape[1], hfov_deg, focal)
-                try:
-                    yield match_pose(f"live-{k}", pair.visible.image, pair.thermal.image, spec, f), f
-                    break
-                except TargetNotFound as exc:
-                    if attempt == 2:
-                        raise
-                    print(f"{exc}; try again")
+        run = intake.run()
+        pairs = (item for item in run if hasattr(item, "thermal") and item.visible is not None)
+        try:
+            for k in range(1, n_poses + 1):
+                for attempt in range(3):
+                    prompt(k, n_poses)
+                    pair = _fresh_pair(pairs)
+                    f = _focal(pair.visible.image.shape[1], hfov_deg, focal)
+                    try:
+                        yield match_pose(f"live-{k}", pair.visible.image, pair.thermal.image, spec, f), f
+                        break
+                    except TargetNotFound as exc:
+                        if attempt == 2:
+                            raise
+                        print(f"{exc}; try again")
+        finally:
+            # Close the capture here, on this thread: left to the garbage collector, the generator may be
+            # finalised on a capture thread, which cannot join itself.
+            pairs.close()
+            run.close()
 
 
 def _fresh_pair(pairs: Iterator) -> object:
