@@ -16,6 +16,7 @@ import click
 
 from calibration.cli import calibrate
 from station.cli_audit import audit, export_command
+from station.cli_body_model import body_model
 from station.cli_import import import_command
 from station.cli_model import model
 from station.cli_purge import purge
@@ -346,6 +347,7 @@ main.add_command(export_command)
 main.add_command(audit)
 main.add_command(purge)
 main.add_command(import_command)
+main.add_command(body_model)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from station.errors import StationError
 from station.pairing import FramePairer, live_pairs
-from station.profile import CalibrationProfile
+from station.profile import CalibrationProfile, thermal_only_profile
 from station.profiles import ProfileStore
 from station.recording import Recording
 from station.sources.base import Source
@@ -157,6 +157,13 @@ def open_intake(
         seen = f", visible {visible_spec}" if visible_spec else " (thermal only)"
         label = f"cameras: thermal {thermal_spec}{seen}"
     profile = CalibrationProfile.load(profile_path) if profile_path else None
+    if profile is None and visible is None:
+        # A thermal-only recording from another station (an imported kiosk): nothing to register, no
+        # gain/offset known; the reference disc, if any, is found in the frames.
+        stream = getattr(getattr(thermal, "recording", None), "thermal", None)
+        camera, width = (stream.camera, stream.width) if stream is not None else (thermal.name, 160)
+        profile = thermal_only_profile(str(camera), int(width))
+        label += "; thermal only, default profile"
     if profile is not None:
         label += f"; calibration {profile.station_id} of {profile.created}"
     intake = Intake(thermal=thermal, visible=visible, fast=fast, label=label, profile=profile, status=status)

@@ -25,13 +25,17 @@ from station.intake import Intake
 from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
-from station.registration import map_faces
+from station.registration import distance_from_eyes, map_faces
 from station.retention import RetentionPolicy, RetentionSchedule
 from station.store import EventStore
+from station.thermal_faces import ThermalFaceSettings
+from station.thermal_faces import find_faces as find_thermal_faces
 from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, add_reading, decide, ready
 from station.types import Faces, FramePair, Measurement, ScreeningDecision, SystemEvent, ThermalImage
 
 ALARM_LEVELS = ("elevated", "fever")
+THERMAL_ONLY_MAX_GAP_S = 2.5
+THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
 STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
 
 
@@ -82,7 +86,12 @@ class Station:
         # Retention runs in the engine (at start-up, then daily), where the log is open and written.
         self.retention = None if retention is None else RetentionSchedule(retention, lambda: self.intake.last_t)
         self.measure_settings = measure or MeasureSettings()
-        self.track_settings = track or TrackSettings()
+        # Without a visible camera the face model sees thermal faces, and misses them for a second or two
+        # at a time (a turned head, glasses): a person standing at the kiosk must stay one track, so a face
+        # may vanish longer before its track ends.
+        self.thermal_only = thermal_only = getattr(intake, "visible", True) is None
+        self.track_settings = track or (TrackSettings(max_gap_s=THERMAL_ONLY_MAX_GAP_S) if thermal_only
+                                        else TrackSettings())
         self.tracker = Tracker(self.track_settings)
         self.calibration_id = f"{profile.station_id}@{profile.created}"
         self._blackbody_error: float | None = None
@@ -91,6 +100,7 @@ class Station:
         # an alarm through the store (read it on the thread that runs the station, right after the decision).
         self.screening_ids: dict[int, int] = {}
         self.idle_detect_every = idle_detect_every
+        self.thermal_face_settings = ThermalFaceSettings()
         # An expired calibration pauses screening for the whole run, like a blackbody out of tolerance.
         self.calibration_age_days = profile.age_days()
         self.calibration_expired = self.calibration_age_days > max_calibration_age_days
@@ -134,7 +144,7 @@ class Station:
         self._blackbody_error = thermal.blackbody_error_c
         paused = not self.radiometer.screening_allowed or self.calibration_expired
         if self._detect_now(pair):
-            faces = self._faces(pair)
+            faces = self._faces(pair, thermal)
             ids = self.tracker.update(pair.t, faces.xyxy)
             measurements = self._measure(pair, thermal, faces, ids, paused)
             self._idle_pairs, self._last_seen = 0, (faces, ids, measurements)
@@ -146,6 +156,8 @@ class Station:
         tick = Tick(pair, thermal, faces, ids, measurements, events=events, screening_paused=paused,
                     detected=detected)
         for track in self.tracker.tracks.values():
+            if self.thermal_only and track.frames_seen < THERMAL_ONLY_CONFIRM_FRAMES:
+                continue  # a face the thermal model saw once or twice is not yet a person
             if ready(track, pair.t, self.track_settings):
                 decision = decide(track, pair.t, self._level_of, self.track_settings.min_samples)
                 self._log_decision(decision, pair, thermal)
@@ -176,11 +188,12 @@ class Station:
                 return True
         return False
 
-    def _faces(self, pair: FramePair) -> Faces:
-        """Faces in the pair's visible frame. A thermal camera faster than the visible one pairs the same
+    def _faces(self, pair: FramePair, thermal: ThermalImage) -> Faces:
+        """Faces in the pair's visible frame, or in the thermal frame itself when there is no visible camera
+        (:mod:`station.thermal_faces`). A thermal camera faster than the visible one pairs the same
         visible frame with several thermal frames; its faces are found once, not once per pairing."""
         if pair.visible is None:
-            return Faces.empty()
+            return find_thermal_faces(self.detector, thermal.celsius, self.thermal_face_settings)
         key = (pair.visible.index, pair.visible.t)
         if key != self._faces_key:
             self._faces_key, self._faces_cache = key, self.detector.detect(pair.visible.image)
@@ -191,7 +204,12 @@ class Station:
         if not len(faces):
             return []
         registration = self.profile.registration
-        thermal_xyxy, thermal_landmarks, distance = map_faces(faces, registration)
+        if pair.visible is None:  # faces found on the thermal image: already where they are measured
+            thermal_xyxy, thermal_landmarks = faces.xyxy, faces.landmarks
+            # In a thermal-only profile the one camera is the thermal one: its focal length is the profile's.
+            distance = np.asarray(distance_from_eyes(faces.eye_distance_px, registration.visible_focal_px))
+        else:
+            thermal_xyxy, thermal_landmarks, distance = map_faces(faces, registration)
         smoothed = block_mean(thermal.celsius, self.measure_settings.kernel_px)
         reflected = estimate_reflected_c(thermal.celsius)
         readings = [

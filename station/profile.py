@@ -274,3 +274,29 @@ class _Reader:
                 raise self._fail(key, f"a {rows}x{cols} array of numbers", value)
             out.append(tuple(float(v) for v in row))
         return tuple(out)
+
+
+#: Horizontal fields of view of thermal cameras a recording may name, for a default focal length.
+THERMAL_HFOV_DEG = {"lepton3.5": 57.0, "lepton3": 57.0, "boson": 50.0}
+
+
+def thermal_only_profile(camera: str, width: int, *, station_id: str = "thermal-only") -> CalibrationProfile:
+    """The profile of a station with only a thermal camera: identity registration, no gain/offset.
+
+    The engine then finds faces in the thermal image itself, so the "visible" camera of the profile is
+    the thermal camera: its focal length (from the camera's field of view; a Lepton's 57° by default)
+    turns a face's eye spacing into its distance. Screening needs no other number: without a blackbody
+    table the readings are the camera's own, and a reference disc in view is found automatically.
+    """
+    hfov = THERMAL_HFOV_DEG.get(camera.lower(), 57.0)
+    sensor_width = max(width, 160)  # the sensor's long side: a kiosk turns its Lepton upright
+    focal = (sensor_width / 2.0) / math.tan(math.radians(hfov) / 2.0)
+    return CalibrationProfile(
+        station_id=station_id,
+        created=utc_now_iso(),
+        registration=Registration(
+            homography=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+            reference_distance_m=1.0, visible_focal_px=round(focal, 3), parallax_px_m=(0.0, 0.0), rms_error_px=0.0,
+        ),
+        radiometry=Radiometry(),
+    )

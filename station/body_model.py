@@ -1,0 +1,879 @@
+"""Body temperature from canthus skin temperature, fitted to real people (the FDA facial/oral study).
+
+The station measures skin; the thresholds are about body temperature. :class:`BodyModel` is the step
+between them: a small linear model, fitted by :func:`fit` on data in the layout of the FDA's facial and
+oral temperature study (PhysioNet ``face-oral-temp-data``, CC0), checked by :func:`cross_validate`
+against the constant offset the station used before, and stored as JSON with its provenance.
+
+The model
+---------
+::
+
+    body_c = intercept_c + sum over features f of coefficients[f] * (x[f] - centres[f])
+
+with ``canthus`` always a feature and ``ambient`` (room temperature, °C) and ``distance`` (m) optional.
+The centres are the training means, so a missing optional input (``None`` or NaN) falls back to the
+training mean and its term vanishes: the model then answers for an average room and distance of the
+study. Optional inputs are clamped to the range seen in training (``ranges``): the model never
+extrapolates a correction it has not seen. Canthus itself is never clamped.
+
+Why linear, and why these inputs: see ``models/README.md`` (the cross-validated comparison of the
+features tried). The short version: skin follows body temperature nearly one for one and is cooler in
+a cooler room; everything else the study recorded either does not help on new people or is something the
+station cannot measure.
+
+Data
+----
+:func:`read_fda_csv` reads a CSV in the study's layout (three header rows, the column names in the
+third): per subject four rounds of facial temperatures, ``aveOralM`` (oral thermometer, monitor mode:
+the reference), ``T_atm`` and ``Distance``. The canthus input is ``canthiMax`` (the hottest pixel of
+both inner canthi) averaged over the rounds the subject has: the station reads the hottest canthus
+pixel, made robust over frames, which a mean of per-round maxima matches (a maximum over rounds would
+build a best-of-four selection into the offset that the station does not do).
+
+Figures
+-------
+:class:`Figures` are what the station is judged on: mean absolute error of the estimate, ROC AUC for
+oral >= 37.5 °C (computed by hand, Mann-Whitney with ties counted a half), and sensitivity and
+specificity for that same condition at the station's ``elevated_c`` and ``fever_c`` thresholds applied
+to the estimate (rounded to 0.01 °C and inclusive, as :func:`station.alarm.classify` does).
+
+Pure numpy and the standard library: no pandas, no scikit-learn.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from station.errors import StationError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_PATH = MODELS_DIR / "body-model.json"
+SCHEMA_VERSION = 1
+
+#: The condition the figures are about: oral temperature at or above this is "febrile" (FDA study, ISO 80601-2-59).
+REFERENCE_FEVER_C = 37.5
+#: Cross-validation: folds by subject, with this seed, unless told otherwise.
+CV_FOLDS = 10
+CV_SEED = 7
+
+#: Inputs a model may use besides canthus: the station can measure them at run time.
+MODEL_FEATURES = ("ambient", "distance")
+#: Further columns of the study that cross-validation can try, but that a model cannot use (see module notes).
+RESEARCH_FEATURES = ("forehead", "face_max", "humidity")
+CANDIDATE_FEATURES = MODEL_FEATURES + RESEARCH_FEATURES
+
+#: The study's columns behind each input; a number is the round (1-4).
+_ROUND_COLUMNS = {"canthus": "canthiMax", "forehead": "T_FHC_Max", "face_max": "T_Max"}
+_REQUIRED = ("SubjectID", "aveOralM", "T_atm", "Distance") + tuple(f"canthiMax{k}" for k in range(1, 5))
+_OPTIONAL = ("Humidity", "Date") + tuple(f"{c}{k}" for c in ("T_FHC_Max", "T_Max") for k in range(1, 5))
+HEADER_ROW = 3  # 1-based: the row with the column names (pandas' header=2)
+
+# Plausibility: a temperature outside these is the wrong unit or the wrong column, and refused; a distance
+# outside its range is a typing error (the FLIR file has one 79 m among 0.5-0.9 m) and read as missing.
+_BODY_RANGE_C = (30.0, 45.0)
+_SKIN_RANGE_C = (20.0, 45.0)
+_AMBIENT_RANGE_C = (-30.0, 50.0)
+_DISTANCE_RANGE_M = (0.2, 5.0)
+_HUMIDITY_RANGE = (0.0, 100.0)
+
+#: The study the shipped model was fitted on; ``station body-model fit`` records it unless told otherwise.
+FDA_DATA_SET = "FDA facial and oral temperatures, PhysioNet face-oral-temp-data v1.0.0"
+FDA_CITATION = (
+    "Wang Q, Zhou Y, Ghassemi P, Chenna D, Chen M, Casamento J, Pfefer J, McBride D. Facial and oral "
+    "temperature data from a large set of human subject volunteers (version 1.0.0). PhysioNet (2023). "
+    "https://doi.org/10.13026/3bhc-9065. Study: Wang Q et al., Infrared Thermography for Measuring Elevated "
+    "Body Temperature: Clinical Accuracy, Calibration, and Evaluation, Sensors 22:215 (2022). PhysioNet: "
+    "Goldberger A et al., Circulation 101(23):e215-e220 (2000)."
+)
+FDA_LICENCE = "CC0-1.0"
+
+
+# ============================================================================================== data
+@dataclass(frozen=True, eq=False)
+class FdaData:
+    """One row per subject of a CSV in the FDA study's layout; NaN where a value is missing.
+
+    ``canthus`` is canthiMax averaged over the subject's rounds, ``oral`` is aveOralM, ``ambient`` T_atm,
+    ``distance`` Distance (m), ``forehead`` T_FHC_Max and ``face_max`` T_Max (both averaged over rounds),
+    ``humidity`` Humidity (%), ``day`` the measurement date as days since 1970 (for the check across
+    time). Subjects without aveOralM or without any canthiMax are left out and counted in ``notes``.
+    """
+
+    path: str
+    sha256: str
+    subject_id: np.ndarray
+    canthus: np.ndarray
+    oral: np.ndarray
+    ambient: np.ndarray
+    distance: np.ndarray
+    forehead: np.ndarray
+    face_max: np.ndarray
+    humidity: np.ndarray
+    day: np.ndarray
+    rounds: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return int(self.oral.size)
+
+    @property
+    def febrile(self) -> np.ndarray:
+        return self.oral >= REFERENCE_FEVER_C
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in ("canthus",) + CANDIDATE_FEATURES:
+            raise StationError(f"feature {name!r}: expected one of canthus, {', '.join(CANDIDATE_FEATURES)}")
+        return getattr(self, name)
+
+    def subset(self, mask: np.ndarray) -> FdaData:
+        """The subjects where ``mask`` is true (same file, same notes)."""
+        arrays = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
+        return FdaData(path=self.path, sha256=self.sha256, notes=self.notes, **arrays)
+
+
+_ARRAY_FIELDS = ("subject_id", "canthus", "oral", "ambient", "distance", "forehead", "face_max", "humidity",
+                 "day", "rounds")
+
+
+def _number(text: str, where: str) -> float:
+    text = text.strip()
+    if not text:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise StationError(f"{where}: expected a number, got {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise StationError(f"{where}: expected a finite number, got {text[:40]!r}")
+    return value
+
+
+def _check_range(value: float, bounds: tuple[float, float], where: str, what: str) -> float:
+    if not math.isnan(value) and not bounds[0] <= value <= bounds[1]:
+        raise StationError(f"{where}: {value:g} is not {what} ({bounds[0]:g} to {bounds[1]:g})")
+    return value
+
+
+def _day(text: str) -> float:
+    """The study writes dates as YY-MM-DD; anything else is simply unknown (NaN)."""
+    try:
+        return float(dt.datetime.strptime(text.strip(), "%y-%m-%d").date().toordinal())
+    except ValueError:
+        return math.nan
+
+
+def read_fda_csv(path: str | Path) -> FdaData:
+    """Read a CSV in the FDA facial/oral study's layout; every fault is one line naming file and column."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StationError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise StationError(f"{path}: is a directory, expected a CSV file") from None
+    except OSError as exc:
+        raise StationError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise StationError(f"{path}: not a text CSV (not UTF-8)") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise StationError(f"{path}: not a readable CSV ({exc})") from None
+    if len(rows) < HEADER_ROW:
+        raise StationError(f"{path}: not in the FDA facial/oral layout: expected the column names in row "
+                           f"{HEADER_ROW}, the file has {len(rows)} rows")
+    header = [name.strip() for name in rows[HEADER_ROW - 1]]
+    index: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in index and name in _REQUIRED + _OPTIONAL:
+            raise StationError(f"{path}: column {name!r} appears twice in the header (row {HEADER_ROW})")
+        index.setdefault(name, i)
+    for name in _REQUIRED:
+        if name not in index:
+            raise StationError(f"{path}: not in the FDA facial/oral layout: no column {name!r} in the header "
+                               f"(row {HEADER_ROW})")
+
+    notes: list[str] = []
+    ids: list[str] = []
+    values: dict[str, list[float]] = {name: [] for name in _ARRAY_FIELDS if name != "subject_id"}
+    seen: dict[str, int] = {}
+    no_oral = no_canthus = 0
+    far: list[str] = []
+    for line_no, row in enumerate(rows[HEADER_ROW:], start=HEADER_ROW + 1):
+        if not any(cell.strip() for cell in row):
+            continue
+        subject = row[index["SubjectID"]].strip() if index["SubjectID"] < len(row) else ""
+        at = f"{path}: row {line_no}" + (f" (subject {subject})" if subject else "")
+        if not subject:
+            raise StationError(f"{at}: SubjectID is empty")
+        if subject in seen:
+            raise StationError(f"{at}: SubjectID {subject!r} already on row {seen[subject]}")
+        seen[subject] = line_no
+
+        def cell(name: str, row: list[str] = row, at: str = at) -> float:
+            i = index.get(name)
+            return math.nan if i is None or i >= len(row) else _number(row[i], f"{at}: {name}")
+
+        oral = _check_range(cell("aveOralM"), _BODY_RANGE_C, f"{at}: aveOralM", "an oral temperature in °C")
+        rounds = {}
+        for key, stem in _ROUND_COLUMNS.items():
+            got = [_check_range(cell(f"{stem}{k}"), _SKIN_RANGE_C, f"{at}: {stem}{k}", "a skin temperature in °C")
+                   for k in range(1, 5)]
+            rounds[key] = [v for v in got if not math.isnan(v)]
+        if math.isnan(oral):
+            no_oral += 1
+            continue
+        if not rounds["canthus"]:
+            no_canthus += 1
+            continue
+        ambient = _check_range(cell("T_atm"), _AMBIENT_RANGE_C, f"{at}: T_atm", "a room temperature in °C")
+        distance = cell("Distance")
+        if not math.isnan(distance) and not _DISTANCE_RANGE_M[0] <= distance <= _DISTANCE_RANGE_M[1]:
+            far.append(f"{subject}: {distance:g}")
+            distance = math.nan
+        humidity = _check_range(cell("Humidity"), _HUMIDITY_RANGE, f"{at}: Humidity", "a relative humidity in %")
+        date_i = index.get("Date")
+        ids.append(subject)
+        values["oral"].append(oral)
+        values["canthus"].append(sum(rounds["canthus"]) / len(rounds["canthus"]))
+        values["rounds"].append(float(len(rounds["canthus"])))
+        for key in ("forehead", "face_max"):
+            got = rounds[key]
+            values[key].append(sum(got) / len(got) if got else math.nan)
+        values["ambient"].append(ambient)
+        values["distance"].append(distance)
+        values["humidity"].append(humidity)
+        values["day"].append(_day(row[date_i]) if date_i is not None and date_i < len(row) else math.nan)
+    if not ids:
+        raise StationError(f"{path}: no subject with both aveOralM and canthiMax")
+    if no_oral:
+        notes.append(f"{no_oral} subjects without aveOralM left out")
+    if no_canthus:
+        notes.append(f"{no_canthus} subjects without any canthiMax left out")
+    if far:
+        lo, hi = _DISTANCE_RANGE_M
+        notes.append(f"Distance outside {lo:g}-{hi:g} m read as missing ({'; '.join(far[:5])} m)")
+    return FdaData(path=str(path), sha256=hashlib.sha256(raw).hexdigest(),
+                   subject_id=np.array(ids, dtype=object),
+                   notes=tuple(notes), **{k: np.array(v, dtype=float) for k, v in values.items()})
+
+
+# ============================================================================================== figures
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC by Mann-Whitney: the chance that a positive scores above a negative, ties counting a half.
+
+    NaN when either class is empty. Average ranks make ties exact: U = R_pos - n_pos (n_pos + 1) / 2.
+    """
+    scores = np.asarray(scores, dtype=float)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = int(positive.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ordered = scores[order]
+    ranks = np.empty(scores.size, dtype=float)
+    # Average rank (1-based) of each run of equal scores.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    run_rank = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _rate(flag: np.ndarray, among: np.ndarray) -> float:
+    return float(flag[among].mean()) if among.any() else math.nan
+
+
+def _at_threshold(body: np.ndarray, threshold_c: float) -> np.ndarray:
+    """Who the station flags at a threshold: rounded to 0.01 °C and inclusive, as ``alarm.classify``."""
+    return np.round(body, 2) >= threshold_c - 1e-6
+
+
+@dataclass(frozen=True)
+class Figures:
+    """How well estimated body temperatures match oral ones; rates are about oral >= ``reference_c``."""
+
+    n: int
+    positives: int
+    mae_c: float
+    bias_c: float  # mean of estimate - oral
+    auc: float
+    reference_c: float
+    elevated_c: float
+    fever_c: float
+    sens_elevated: float
+    spec_elevated: float
+    sens_fever: float
+    spec_fever: float
+    sens_reference: float  # at a threshold of reference_c itself
+    spec_reference: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _round4(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def _round4(x: float) -> float | None:
+    """For JSON: 4 decimals, no "-0.0", and None for NaN (JSON has no NaN)."""
+    return round(float(x), 4) + 0.0 if math.isfinite(x) else None
+
+
+def figures(body_c: np.ndarray, oral_c: np.ndarray, thresholds: tuple[float, float],
+            reference_c: float = REFERENCE_FEVER_C) -> Figures:
+    """The figures of estimates ``body_c`` against ``oral_c`` at thresholds (elevated_c, fever_c)."""
+    body = np.asarray(body_c, dtype=float)
+    oral = np.asarray(oral_c, dtype=float)
+    elevated_c, fever_c = (float(t) for t in thresholds)
+    pos = oral >= reference_c
+    neg = ~pos
+    rates = {}
+    for key, t in (("elevated", elevated_c), ("fever", fever_c), ("reference", reference_c)):
+        flag = _at_threshold(body, t)
+        rates[f"sens_{key}"] = _rate(flag, pos)
+        rates[f"spec_{key}"] = _rate(~flag, neg)
+    return Figures(n=int(body.size), positives=int(pos.sum()), mae_c=float(np.mean(np.abs(body - oral))),
+                   bias_c=float(np.mean(body - oral)), auc=roc_auc(body, pos), reference_c=float(reference_c),
+                   elevated_c=elevated_c, fever_c=fever_c, **rates)
+
+
+def sensitivity_at_specificity(body_c: np.ndarray, positive: np.ndarray, specificity: float
+                               ) -> tuple[float, float, float]:
+    """The best sensitivity at a specificity of at least ``specificity``: (sensitivity, specificity, threshold).
+
+    The threshold is the lowest that flags no more negatives than the specificity allows: everyone
+    strictly above the k+1-th warmest negative, k = the false positives allowed. It is returned as the
+    midpoint between that negative and the next estimate above it, so ``body >= threshold`` flags the same
+    people. This reads the ROC curve at a given false-positive rate; it is not a threshold learnt blind.
+    """
+    body = np.asarray(body_c, dtype=float)
+    positive = np.asarray(positive, dtype=bool)
+    negatives = np.sort(body[~positive])[::-1]
+    allowed = int(math.floor((1.0 - specificity) * negatives.size + 1e-9))
+    if allowed >= negatives.size:
+        cut = -math.inf
+        threshold = float(body.min())
+    else:
+        cut = float(negatives[allowed])
+        above = body[body > cut]
+        threshold = (cut + float(above.min())) / 2.0 if above.size else cut + 0.01
+    flag = body > cut
+    return _rate(flag, positive), _rate(~flag, ~positive), threshold
+
+
+# ============================================================================================== the model
+def _finite(value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise StationError(f"{where}: expected a finite number, got {_show(value)}")
+    if not low <= value <= high:
+        raise StationError(f"{where}: expected {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_KEYS = ("schema_version", "name", "version", "features", "intercept_c", "coefficients", "centres", "ranges",
+         "provenance")
+
+
+@dataclass(frozen=True)
+class BodyModel:
+    """``body_c = intercept_c + sum_f coefficients[f] * (x_f - centres[f])``; see the module notes.
+
+    ``features`` starts with ``"canthus"``; the others come from :data:`MODEL_FEATURES`. ``ranges`` gives
+    each optional feature's training range (inputs are clamped to it). ``provenance`` says where the
+    numbers come from: data set, its sha256, number of subjects, date fitted, the cross-validated
+    figures and the command.
+    """
+
+    name: str
+    version: int
+    features: tuple[str, ...]
+    intercept_c: float
+    coefficients: Mapping[str, float]
+    centres: Mapping[str, float]
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        self._check("model")
+
+    # ---------------------------------------------------------------------------------- checks
+    def _check(self, where: str) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise StationError(f"{where}: name: expected lower-case letters, digits, '.', '_' or '-', "
+                               f"got {_show(self.name)}")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise StationError(f"{where}: version: expected an integer >= 1, got {_show(self.version)}")
+        feats = self.features
+        if (not isinstance(feats, tuple) or not feats or feats[0] != "canthus"
+                or len(set(feats)) != len(feats) or not all(f in MODEL_FEATURES for f in feats[1:])):
+            raise StationError(f"{where}: features: expected 'canthus' then any of {', '.join(MODEL_FEATURES)} "
+                               f"(each once), got {_show(list(feats) if isinstance(feats, tuple) else feats)}")
+        _finite(self.intercept_c, f"{where}: intercept_c", *_BODY_RANGE_C)
+        for key, table in (("coefficients", self.coefficients), ("centres", self.centres)):
+            if not isinstance(table, Mapping) or set(table) != set(feats):
+                got = sorted(table) if isinstance(table, Mapping) else table
+                raise StationError(f"{where}: {key}: expected a value for each of {', '.join(feats)}, got {_show(got)}")
+            for f in feats:
+                _finite(table[f], f"{where}: {key}.{f}")
+        _finite(self.coefficients["canthus"], f"{where}: coefficients.canthus", 0.2, 2.0)
+        if not isinstance(self.ranges, Mapping) or set(self.ranges) != set(feats[1:]):
+            got = sorted(self.ranges) if isinstance(self.ranges, Mapping) else self.ranges
+            raise StationError(f"{where}: ranges: expected a [low, high] for each of {', '.join(feats[1:]) or 'none'}, "
+                               f"got {_show(got)}")
+        for f, pair in self.ranges.items():
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise StationError(f"{where}: ranges.{f}: expected [low, high], got {_show(pair)}")
+            low = _finite(pair[0], f"{where}: ranges.{f}[0]")
+            high = _finite(pair[1], f"{where}: ranges.{f}[1]")
+            if low > high:
+                raise StationError(f"{where}: ranges.{f}: expected low <= high, got {_show(list(pair))}")
+        if not isinstance(self.provenance, dict):
+            raise StationError(f"{where}: provenance: expected a table, got {_show(self.provenance)}")
+        # Checked, now frozen: a model's answers (and so its id) cannot change after it is made.
+        for key in ("coefficients", "centres"):
+            object.__setattr__(self, key, MappingProxyType({f: float(getattr(self, key)[f]) for f in feats}))
+        object.__setattr__(self, "ranges", MappingProxyType(
+            {f: (float(self.ranges[f][0]), float(self.ranges[f][1])) for f in feats[1:]}))
+
+    # ---------------------------------------------------------------------------------- identity
+    def parameters(self) -> dict[str, Any]:
+        """What decides the model's answers (not its provenance): what :attr:`id` hashes."""
+        return {"name": self.name, "version": self.version, "features": list(self.features),
+                "intercept_c": self.intercept_c, "coefficients": dict(self.coefficients),
+                "centres": dict(self.centres), "ranges": {k: list(v) for k, v in self.ranges.items()}}
+
+    @cached_property
+    def id(self) -> str:
+        """``name-vN@sha256[:12]`` of the parameters: two files that answer alike share it, for the log."""
+        canonical = json.dumps(self.parameters(), sort_keys=True, separators=(",", ":"))
+        return f"{self.name}-v{self.version}@{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+    def formula(self) -> str:
+        """The model as one readable line, e.g. ``body = 37.028 + 0.787*(canthus - 35.788) - ...``."""
+        parts = [f"body = {self.intercept_c:.3f}"]
+        for f in self.features:
+            b = self.coefficients[f]
+            unit = " m" if f == "distance" else ""
+            parts.append(f"{'-' if b < 0 else '+'} {abs(b):.3f}*({f} - {self.centres[f]:.3f}{unit})")
+        return " ".join(parts)
+
+    # ---------------------------------------------------------------------------------- use
+    def predict(self, canthus_c: Any, ambient_c: Any = None, distance_m: Any = None) -> Any:
+        """Body temperature (°C) from canthus skin temperature, and optionally room temperature and distance.
+
+        Scalars in, a float out (pure Python, a microsecond or two: cheap enough per decision); arrays in
+        (broadcast together), an array out. An optional input that is ``None`` or NaN falls back to the
+        training mean (its term is then zero); one outside the training range is clamped to it. Inputs
+        the model does not use are ignored. A NaN canthus gives NaN.
+        """
+        given = {"ambient": ambient_c, "distance": distance_m}
+        if all(v is None or isinstance(v, int | float) for v in (canthus_c, ambient_c, distance_m)):
+            if canthus_c is None:
+                raise ValueError("BodyModel.predict: canthus_c is required")
+            body = self.intercept_c + self.coefficients["canthus"] * (float(canthus_c) - self.centres["canthus"])
+            for f in self.features[1:]:
+                x = given[f]
+                if x is None or math.isnan(x):
+                    continue
+                low, high = self.ranges[f]
+                body += self.coefficients[f] * (min(max(float(x), low), high) - self.centres[f])
+            return body
+        canthus = np.asarray(canthus_c, dtype=float)
+        body = self.intercept_c + self.coefficients["canthus"] * (canthus - self.centres["canthus"])
+        for f in self.features[1:]:
+            x = given[f]
+            if x is None:
+                continue
+            x = np.asarray(x, dtype=float)
+            low, high = self.ranges[f]
+            term = self.coefficients[f] * (np.clip(x, low, high) - self.centres[f])
+            body = body + np.where(np.isnan(x), 0.0, term)
+        return body
+
+    def predict_data(self, data: FdaData) -> np.ndarray:
+        return np.asarray(self.predict(data.canthus, data.ambient, data.distance), dtype=float)
+
+    # ---------------------------------------------------------------------------------- files
+    def to_json(self) -> str:
+        doc = {"schema_version": SCHEMA_VERSION, **self.parameters(),
+               "formula": "body_c = intercept_c + sum(coefficients[f] * (x[f] - centres[f])); optional inputs "
+                          "clamped to ranges[f], missing ones at centres[f]",
+               "id": self.id, "provenance": self.provenance}
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "model") -> BodyModel:
+        """A model from its JSON; any fault is one StationError line naming ``where`` and the key."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StationError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        if not isinstance(doc, dict):
+            raise StationError(f"{where}: expected a JSON object, got {_show(doc)}")
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            got = _show(doc.get("schema_version"))
+            raise StationError(f"{where}: schema_version: expected {SCHEMA_VERSION}, got {got}")
+        informational = ("formula", "id")
+        for key in doc:
+            if key not in _KEYS + informational:
+                raise StationError(f"{where}: unknown key {key!r}")
+        for key in _KEYS:
+            if key not in doc:
+                raise StationError(f"{where}: {key}: missing")
+        feats = doc["features"]
+        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+            raise StationError(f"{where}: features: expected a list of names, got {_show(feats)}")
+        ranges = doc["ranges"]
+        if isinstance(ranges, dict):
+            ranges = {k: tuple(v) if isinstance(v, list) else v for k, v in ranges.items()}
+        provenance = doc["provenance"]
+        if isinstance(provenance, dict):
+            for key, kind in (("data_set", str), ("n_subjects", int), ("fitted", str)):
+                value = provenance.get(key)
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise StationError(f"{where}: provenance.{key}: expected a {kind.__name__}, got {_show(value)}")
+        model = cls.__new__(cls)
+        for name, value in (("name", doc["name"]), ("version", doc["version"]), ("features", tuple(feats)),
+                            ("intercept_c", doc["intercept_c"]), ("coefficients", doc["coefficients"]),
+                            ("centres", doc["centres"]), ("ranges", ranges), ("provenance", provenance)):
+            object.__setattr__(model, name, value)
+        model._check(where)
+        if "id" in doc and doc["id"] != model.id:
+            raise StationError(f"{where}: id: the file says {_show(doc['id'])} but its parameters hash to "
+                               f"{model.id!r} (edited by hand?)")
+        return model
+
+
+def load_model(path: str | Path | None = None) -> BodyModel:
+    """The model in ``path`` (default: the shipped ``models/body-model.json``)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StationError(f"{path}: no such model file") from None
+    except UnicodeDecodeError:
+        raise StationError(f"{path}: not a JSON model (not UTF-8 text)") from None
+    except OSError as exc:
+        raise StationError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
+    return BodyModel.from_json(text, where=str(path))
+
+
+# ============================================================================================== fitting
+@dataclass(frozen=True)
+class _Linear:
+    """A fitted linear map on centred inputs (any candidate features, for cross-validation)."""
+
+    features: tuple[str, ...]
+    intercept: float
+    coefficients: np.ndarray
+    centres: np.ndarray
+    ranges: np.ndarray  # (p, 2)
+
+    def predict(self, data: FdaData) -> np.ndarray:
+        body = np.full(data.n, self.intercept)
+        for j, f in enumerate(self.features):
+            x = data.column(f)
+            if j > 0:
+                x = np.clip(x, self.ranges[j, 0], self.ranges[j, 1])
+            body += self.coefficients[j] * np.where(np.isnan(x), 0.0, x - self.centres[j])
+        return body
+
+
+def _fit_linear(data: FdaData, features: Sequence[str], ridge: float) -> _Linear:
+    """Least squares of oral on centred inputs; missing optional inputs at the mean (term zero).
+
+    ``ridge`` >= 0 pulls the coefficients towards the constant offset (canthus 1, everything else 0) with
+    a penalty ``ridge * n * var(x_f) * (b_f - prior_f)^2``: scale-free, and for one input ``ridge = 1``
+    lands half-way between least squares and the prior.
+    """
+    feats = ("canthus",) + tuple(f for f in features if f != "canthus")
+    n = data.n
+    columns, centres, ranges = [], [], []
+    for f in feats:
+        x = data.column(f)
+        known = ~np.isnan(x)
+        if not known.any():
+            raise StationError(f"{data.path}: feature {f!r}: no subject has a value")
+        if np.ptp(x[known]) == 0.0:
+            raise StationError(f"{data.path}: feature {f!r}: the same value for every subject, nothing to fit")
+        centre = float(x[known].mean())
+        centres.append(centre)
+        ranges.append((float(x[known].min()), float(x[known].max())))
+        columns.append(np.where(known, x - centre, 0.0))
+    design = np.column_stack(columns)
+    intercept = float(data.oral.mean())
+    target = data.oral - intercept
+    prior = np.array([1.0] + [0.0] * (len(feats) - 1))
+    penalty = np.diag(ridge * n * design.var(axis=0))
+    gram = design.T @ design + penalty
+    if np.linalg.cond(gram) > 1e12:
+        raise StationError(f"{data.path}: features {', '.join(feats)}: cannot be told apart in this data (collinear)")
+    coefficients = np.linalg.solve(gram, design.T @ target + penalty @ prior)
+    return _Linear(feats, intercept, coefficients, np.array(centres), np.array(ranges))
+
+
+def fit(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0, name: str = "fda-flir-linear",
+        version: int = 1, thresholds: tuple[float, float] = (37.3, 38.0), folds: int = CV_FOLDS, seed: int = CV_SEED,
+        provenance: dict[str, Any] | None = None) -> BodyModel:
+    """Fit a model on all of ``data``, with its cross-validated figures in the provenance.
+
+    ``features`` are the optional inputs besides canthus (from :data:`MODEL_FEATURES`); ``ridge`` the pull
+    towards the constant offset (see :func:`_fit_linear`; 0 is plain least squares). Coefficients are
+    rounded to 6 decimals so that the JSON file is the model, exactly.
+    """
+    for f in features:
+        if f not in MODEL_FEATURES:
+            why = "the station does not measure it at run time" if f in RESEARCH_FEATURES else "unknown feature"
+            raise StationError(f"feature {f!r}: cannot be a model input ({why}); expected any of "
+                               f"{', '.join(MODEL_FEATURES)}")
+    if not (isinstance(ridge, int | float) and math.isfinite(ridge) and ridge >= 0):
+        raise StationError(f"ridge: expected a number >= 0, got {ridge!r}")
+    linear = _fit_linear(data, features, float(ridge))
+    cv = cross_validate(data, features, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+
+    def r6(x: float) -> float:
+        return round(float(x), 6)
+
+    info = {
+        "data_set": FDA_DATA_SET,
+        "data_file": Path(data.path).name,
+        "data_sha256": data.sha256,
+        "n_subjects": data.n,
+        "n_febrile": int(data.febrile.sum()),
+        "reference": f"aveOralM (oral thermometer, monitor mode); febrile = oral >= {REFERENCE_FEVER_C} °C",
+        "canthus": "canthiMax (max over both inner canthi) averaged over the subject's rounds 1-4",
+        "fitted": dt.date.today().isoformat(),
+        "method": "least squares on centred inputs" + (f", ridge {ridge:g} towards the constant offset" if ridge
+                                                       else ""),
+    }
+    info.update(provenance or {})
+    info["cross_validation"] = cv.to_dict()
+    info["across_time"] = [{"direction": s.direction, "n_train": s.n_train, "n_test": s.n_test,
+                            "baseline_mae_c": _round4(s.baseline.mae_c), "model_mae_c": _round4(s.model.mae_c),
+                            "baseline_bias_c": _round4(s.baseline.bias_c), "model_bias_c": _round4(s.model.bias_c)}
+                           for s in time_split(data, features, ridge=ridge, thresholds=thresholds)]
+    return BodyModel(
+        name=name, version=version, features=linear.features, intercept_c=r6(linear.intercept),
+        coefficients={f: r6(b) for f, b in zip(linear.features, linear.coefficients, strict=True)},
+        centres={f: r6(c) for f, c in zip(linear.features, linear.centres, strict=True)},
+        ranges={f: (r6(lo), r6(hi)) for f, (lo, hi) in zip(linear.features[1:], linear.ranges[1:], strict=True)},
+        provenance=info)
+
+
+def evaluate(model: BodyModel, data: FdaData, thresholds: tuple[float, float],
+             reference_c: float = REFERENCE_FEVER_C) -> Figures:
+    """The model's figures on ``data`` at the thresholds (elevated_c, fever_c) on estimated body temperature."""
+    return figures(model.predict_data(data), data.oral, thresholds, reference_c)
+
+
+def offset_figures(offset_c: float, data: FdaData, thresholds: tuple[float, float],
+                   reference_c: float = REFERENCE_FEVER_C) -> Figures:
+    """The figures of the constant offset (body = canthus + ``offset_c``): what the station does without a model."""
+    return figures(data.canthus + offset_c, data.oral, thresholds, reference_c)
+
+
+# ============================================================================================== validation
+def subject_folds(subject_id: np.ndarray, folds: int = CV_FOLDS, seed: int = CV_SEED) -> np.ndarray:
+    """The fold (0..folds-1) of every row: all rows of one subject in one fold, subjects shuffled by ``seed``."""
+    unique, inverse = np.unique(np.asarray(subject_id).astype(str), return_inverse=True)
+    if unique.size < folds or folds < 2:
+        raise StationError(f"cross-validation: expected at least {max(folds, 2)} subjects for {folds} folds, "
+                           f"got {unique.size}")
+    order = np.random.default_rng(seed).permutation(unique.size)
+    fold_of_subject = np.empty(unique.size, dtype=int)
+    fold_of_subject[order] = np.arange(unique.size) % folds
+    return fold_of_subject[inverse]
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Out-of-fold figures of a model and of the constant offset, on the same folds.
+
+    ``equal_spec_*``: the baseline flags at ``reference_c`` (its specificity there is the target); the
+    model's threshold is moved, on the pooled held-out estimates, to the lowest one that is at least as
+    specific, and its sensitivity there is reported. ``trained_*``: the same with the model's threshold
+    chosen on each training fold (in-sample estimates), then applied to the held-out subjects: what a
+    station could actually deploy.
+    """
+
+    features: tuple[str, ...]
+    ridge: float
+    folds: int
+    seed: int
+    baseline: Figures
+    model: Figures
+    equal_spec_target: float
+    equal_spec_baseline_sens: float
+    equal_spec_sens: float
+    equal_spec_spec: float
+    equal_spec_threshold_c: float
+    trained_sens: float
+    trained_spec: float
+    fold_mae_baseline: tuple[float, ...]
+    fold_mae_model: tuple[float, ...]
+    coefficient_mean: dict[str, float]
+    coefficient_sd: dict[str, float]
+    predictions: np.ndarray = field(repr=False, compare=False)
+    baseline_predictions: np.ndarray = field(repr=False, compare=False)
+    fold: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def folds_better(self) -> int:
+        """In how many folds the model's MAE is below the baseline's."""
+        return sum(m < b for m, b in zip(self.fold_mae_model, self.fold_mae_baseline, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        r = _round4
+        return {
+            "folds": self.folds, "by": "subject", "seed": self.seed, "features": ["canthus", *self.features],
+            "ridge": self.ridge, "baseline": {"model": "canthus + mean offset of the training folds",
+                                              **self.baseline.to_dict()},
+            "model": self.model.to_dict(),
+            "equal_specificity": {"specificity": r(self.equal_spec_target),
+                                  "baseline_sensitivity": r(self.equal_spec_baseline_sens),
+                                  "model_sensitivity": r(self.equal_spec_sens),
+                                  "model_specificity": r(self.equal_spec_spec),
+                                  "model_threshold_c": r(self.equal_spec_threshold_c),
+                                  "model_sensitivity_threshold_from_training_folds": r(self.trained_sens),
+                                  "model_specificity_threshold_from_training_folds": r(self.trained_spec)},
+            "folds_model_mae_below_baseline": self.folds_better,
+            "coefficients_over_folds": {f: {"mean": r(self.coefficient_mean[f]), "sd": r(self.coefficient_sd[f])}
+                                        for f in self.coefficient_mean},
+        }
+
+
+def cross_validate(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0,
+                   thresholds: tuple[float, float] = (37.3, 38.0), folds: int = CV_FOLDS, seed: int = CV_SEED,
+                   reference_c: float = REFERENCE_FEVER_C) -> CrossValidation:
+    """K-fold cross-validation by subject of canthus + ``features`` against the constant offset.
+
+    Any of :data:`CANDIDATE_FEATURES` may be tried here, including those a model cannot use. Every
+    fold's model, means, ranges and offset are fitted without its held-out subjects; figures are computed
+    on the pooled held-out estimates.
+    """
+    fold = subject_folds(data.subject_id, folds, seed)
+    feats = tuple(f for f in features if f != "canthus")
+    for f in feats:
+        if f not in CANDIDATE_FEATURES:
+            raise StationError(f"feature {f!r}: expected any of {', '.join(CANDIDATE_FEATURES)}")
+    pred = np.empty(data.n)
+    base = np.empty(data.n)
+    pos = data.febrile
+    coefs = []
+    trained_flag = np.zeros(data.n, dtype=bool)
+    fold_mae_b, fold_mae_m = [], []
+    for k in range(folds):
+        test = fold == k
+        train_data, test_data = data.subset(~test), data.subset(test)
+        linear = _fit_linear(train_data, feats, ridge)
+        coefs.append(linear.coefficients)
+        pred[test] = linear.predict(test_data)
+        offset = float(np.mean(train_data.oral - train_data.canthus))
+        base[test] = test_data.canthus + offset
+        # A deployable threshold: chosen on the training fold to match the baseline's specificity there.
+        train_pos = train_data.febrile
+        spec_train = _rate(~_at_threshold(train_data.canthus + offset, reference_c), ~train_pos)
+        _, _, thr = sensitivity_at_specificity(linear.predict(train_data), train_pos, spec_train)
+        trained_flag[test] = pred[test] >= thr
+        fold_mae_b.append(float(np.mean(np.abs(base[test] - test_data.oral))))
+        fold_mae_m.append(float(np.mean(np.abs(pred[test] - test_data.oral))))
+    base_fig = figures(base, data.oral, thresholds, reference_c)
+    model_fig = figures(pred, data.oral, thresholds, reference_c)
+    target = base_fig.spec_reference
+    sens, spec, thr = sensitivity_at_specificity(pred, pos, target)
+    coefs_arr = np.array(coefs)
+    names = ("canthus",) + feats
+    return CrossValidation(
+        features=feats, ridge=float(ridge), folds=folds, seed=seed, baseline=base_fig, model=model_fig,
+        equal_spec_target=target, equal_spec_baseline_sens=base_fig.sens_reference, equal_spec_sens=sens,
+        equal_spec_spec=spec, equal_spec_threshold_c=thr, trained_sens=_rate(trained_flag, pos),
+        trained_spec=_rate(~trained_flag, ~pos), fold_mae_baseline=tuple(fold_mae_b),
+        fold_mae_model=tuple(fold_mae_m),
+        coefficient_mean={f: float(m) for f, m in zip(names, coefs_arr.mean(axis=0), strict=True)},
+        coefficient_sd={f: float(s) for f, s in zip(names, coefs_arr.std(axis=0), strict=True)},
+        predictions=pred, baseline_predictions=base, fold=fold)
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Fitted on the subjects measured before (or after) the median date, tested on the others."""
+
+    direction: str
+    n_train: int
+    n_test: int
+    baseline: Figures
+    model: Figures
+
+
+def time_split(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0,
+               thresholds: tuple[float, float] = (37.3, 38.0)) -> list[TimeSplit]:
+    """A check of transfer across time (seasons, rooms, the camera's drift): early -> late and late -> early.
+
+    Empty when the data has no usable dates or they do not split.
+    """
+    known = ~np.isnan(data.day)
+    if known.sum() < 20:
+        return []
+    median = float(np.median(data.day[known]))
+    early = known & (data.day < median)
+    late = known & (data.day >= median)
+    if early.sum() < 10 or late.sum() < 10:
+        return []
+    out = []
+    for direction, train, test in (("early -> late", early, late), ("late -> early", late, early)):
+        train_data, test_data = data.subset(train), data.subset(test)
+        linear = _fit_linear(train_data, features, ridge)
+        offset = float(np.mean(train_data.oral - train_data.canthus))
+        out.append(TimeSplit(direction, int(train.sum()), int(test.sum()),
+                             figures(test_data.canthus + offset, test_data.oral, thresholds),
+                             figures(linear.predict(test_data), test_data.oral, thresholds)))
+    return out
+
+
+__all__ = [
+    "CANDIDATE_FEATURES",
+    "DEFAULT_MODEL_PATH",
+    "MODEL_FEATURES",
+    "REFERENCE_FEVER_C",
+    "BodyModel",
+    "CrossValidation",
+    "FdaData",
+    "Figures",
+    "TimeSplit",
+    "cross_validate",
+    "evaluate",
+    "figures",
+    "fit",
+    "load_model",
+    "offset_figures",
+    "read_fda_csv",
+    "roc_auc",
+    "sensitivity_at_specificity",
+    "subject_folds",
+    "time_split",
+]

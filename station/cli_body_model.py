@@ -1,0 +1,274 @@
+"""``station body-model fit|evaluate``: the skin-to-body model, fitted to real people and checked.
+
+Kept apart from ``station/cli.py`` so the commands can be read and tested on their own; the main group
+adds this one with ``main.add_command(body_model)``. Faults reach the user as one line and exit code 1,
+here as under the main group.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from station import body_model as bm
+from station.errors import StationError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _OneLineGroup(click.Group):
+    """Station errors and OS errors as one line and exit code 1 (as ``station.cli.StationGroup``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StationError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@click.group("body-model", cls=_OneLineGroup, context_settings=CONTEXT)
+def body_model() -> None:
+    """The skin-to-body temperature model: fit it to people, check it on people.
+
+    \b
+    Examples:
+      station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --out my-model.json
+      station body-model evaluate ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
+      station body-model evaluate people.csv --model my-model.json
+    """
+
+
+def _station_thresholds() -> tuple[float, float, float]:
+    """(elevated_c, fever_c, skin_to_body_offset_c) from the station's settings file."""
+    from station.config import default_config_path, load_config
+
+    config = load_config(default_config_path())
+    return config.elevated_c, config.fever_c, config.skin_to_body_offset_c
+
+
+def _features(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if name not in bm.MODEL_FEATURES:
+            raise StationError(f"--features: {name!r}: expected any of {', '.join(bm.MODEL_FEATURES)}, or none")
+    return names
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if math.isfinite(x) else "n/a"
+
+
+def _group(text: str) -> str:
+    return f"{text:<20}"
+
+
+def _rates(sens: float, spec: float) -> str:
+    return _group(f"{_f(sens):<6} {_f(spec):<6}")
+
+
+def _folds_below(cv: bm.CrossValidation, other: bm.CrossValidation) -> int:
+    """In how many folds ``cv``'s model has a lower MAE than ``other``'s (same folds)."""
+    return sum(a < b for a, b in zip(cv.fold_mae_model, other.fold_mae_model, strict=True))
+
+
+def _describe(data: bm.FdaData) -> None:
+    click.echo(f"{Path(data.path).name}: {data.n} subjects, {int(data.febrile.sum())} with oral >= "
+               f"{bm.REFERENCE_FEVER_C} °C (aveOralM); canthus = canthiMax averaged over each subject's rounds")
+    for note in data.notes:
+        click.echo(f"note: {note}")
+
+
+def _label(features: tuple[str, ...]) -> str:
+    return " + ".join(("canthus",) + features)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write next to the target and rename, so a failed write never leaves half a model."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+@body_model.command("fit", context_settings=CONTEXT)
+@click.argument("csv_path", metavar="CSV", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Where to write the model (JSON).")
+@click.option("--features", "features_text", default="ambient", show_default=True, metavar="LIST",
+              help=f"Inputs besides canthus, comma-separated, from: {', '.join(bm.MODEL_FEATURES)}; or none.")
+@click.option("--ridge", default=0.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Pull towards the constant offset (canthus slope 1): 0 is least squares, 1 about half-way.")
+@click.option("--folds", default=bm.CV_FOLDS, show_default=True, type=click.IntRange(2, 100))
+@click.option("--seed", default=bm.CV_SEED, show_default=True, type=int, help="Which subjects go in which fold.")
+@click.option("--name", default="fda-flir-linear", show_default=True, help="The model's name (its id starts with it).")
+@click.option("--model-version", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--data-set", default=bm.FDA_DATA_SET, show_default=False,
+              help="What the data is, for the provenance (default: the FDA study).")
+@click.option("--citation", default=bm.FDA_CITATION, show_default=False, help="How to cite the data.")
+@click.option("--licence", default=bm.FDA_LICENCE, show_default=True, help="The data's licence (SPDX).")
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
+def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, folds: int, seed: int, name: str,
+                model_version: int, data_set: str, citation: str, licence: str, overwrite: bool) -> None:
+    """Fit body temperature to canthus (+ FEATURES) on CSV, compare it with the constant offset, write FILE.
+
+    CSV is in the layout of the FDA facial/oral study. Prints the cross-validated comparison (folds by
+    subject): the baseline (canthus + the training folds' mean offset), the chosen model, the model
+    without each of its inputs and with each other candidate, then the figures at the station's
+    thresholds and across time. The model and those figures go to FILE.
+
+    \b
+    Examples:
+      station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --out models/body-model.json
+      station body-model fit people.csv --out site.json --features none --data-set "our entrance, 2026"
+    """
+    features = _features(features_text)
+    if out.exists() and not overwrite:
+        raise StationError(f"{out}: exists; choose another file or add --overwrite")
+    if out.exists() and out.is_dir():
+        raise StationError(f"{out}: is a directory")
+    if not out.parent.is_dir():
+        raise StationError(f"{out.parent}: no such directory")
+    elevated_c, fever_c, _ = _station_thresholds()
+    thresholds = (elevated_c, fever_c)
+    data = bm.read_fda_csv(csv_path)
+    _describe(data)
+
+    chosen = bm.cross_validate(data, features, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+    rows: list[tuple[str, bm.CrossValidation | str]] = []
+    for f in features:  # without each chosen input
+        rest = tuple(g for g in features if g != f)
+        rows.append((_label(rest), bm.cross_validate(data, rest, ridge=ridge, thresholds=thresholds, folds=folds,
+                                                     seed=seed)))
+    rows.append((_label(features) + "  (chosen)", chosen))
+    for f in bm.CANDIDATE_FEATURES:  # with each other candidate
+        if f not in features:
+            mark = " †" if f in bm.RESEARCH_FEATURES else ""
+            try:
+                tried: bm.CrossValidation | str = bm.cross_validate(
+                    data, features + (f,), ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+            except StationError as exc:  # a candidate this data cannot fit (absent, constant) is only reported
+                tried = str(exc).split(": ", 1)[-1]
+            rows.append((_label(features + (f,)) + mark, tried))
+
+    base = chosen.baseline
+    pos = int(data.febrile.sum())
+    click.echo("")
+    click.echo(f"{folds}-fold cross-validation by subject (seed {seed}); every fold fitted without its held-out "
+               "subjects")
+    sens_head = f"sens at spec {_f(chosen.equal_spec_target)} (thr °C)"
+    click.echo(f"{'':34} {'MAE °C':>7} {'AUC':>7}   {sens_head:<28} folds with lower MAE than")
+    click.echo(f"{'':34} {'':>7} {'':>7}   {'':<28} baseline   chosen")
+    click.echo(f"{'constant offset (baseline)':34} {base.mae_c:7.4f} {_f(base.auc, 4):>7}   "
+               f"{_f(chosen.equal_spec_baseline_sens)} {round(chosen.equal_spec_baseline_sens * pos):>3}/{pos} "
+               f"({bm.REFERENCE_FEVER_C:.2f})")
+    for label, cv in rows:
+        if isinstance(cv, str):
+            click.echo(f"{label:34} not tried: {cv}")
+            continue
+        sens = f"{_f(cv.equal_spec_sens)} {round(cv.equal_spec_sens * pos):>3}/{pos} ({cv.equal_spec_threshold_c:.2f})"
+        versus = "" if cv is chosen else f"{_folds_below(cv, chosen):>2}/{folds}"
+        click.echo(f"{label:34} {cv.model.mae_c:7.4f} {_f(cv.model.auc, 4):>7}   {sens:<28} "
+                   f"{cv.folds_better:>2}/{folds}      {versus}".rstrip())
+    if any(f not in features for f in bm.RESEARCH_FEATURES):
+        click.echo("† tried only: the station does not measure it (face_max: the study's hottest face pixel)")
+    click.echo(f"sens at spec: the baseline flags at {bm.REFERENCE_FEVER_C} °C; each model's threshold is moved on "
+               "the pooled held-out")
+    click.echo("estimates to the lowest as specific (its ROC curve read at the baseline's false-alarm rate). "
+               "With the")
+    click.echo(f"threshold chosen on each training fold instead, the chosen model: sens {_f(chosen.trained_sens)}, "
+               f"spec {_f(chosen.trained_spec)}.")
+
+    click.echo("")
+    click.echo(f"At the station's thresholds (on estimated body temperature; febrile = oral >= "
+               f"{bm.REFERENCE_FEVER_C} °C), held out:")
+    click.echo(f"{'':28} {_group(f'elevated {elevated_c:.2f} °C')}{_group(f'fever {fever_c:.2f} °C')}"
+               f"{_group(f'at {bm.REFERENCE_FEVER_C:.2f} °C')}bias °C")
+    click.echo(f"{'':28} {_group('sens   spec') * 3}".rstrip())
+    for label, fig in (("constant offset (baseline)", base), (_label(features), chosen.model)):
+        click.echo(f"{label:28} {_rates(fig.sens_elevated, fig.spec_elevated)}{_rates(fig.sens_fever, fig.spec_fever)}"
+                   f"{_rates(fig.sens_reference, fig.spec_reference)}{fig.bias_c + 0.0:+.3f}")
+
+    splits = bm.time_split(data, features, ridge=ridge, thresholds=thresholds)
+    if splits:
+        click.echo("")
+        click.echo("Across time (fitted on the subjects before the median date, tested after it, and back): MAE °C")
+        for s in splits:
+            click.echo(f"  {s.direction:14} ({s.n_train:>4} -> {s.n_test:>4} subjects)   baseline "
+                       f"{s.baseline.mae_c:.4f} (bias {s.baseline.bias_c:+.3f})   model {s.model.mae_c:.4f} "
+                       f"(bias {s.model.bias_c:+.3f})")
+
+    command = ["station", "body-model", "fit", str(csv_path), "--out", str(out)]
+    defaults = {"features_text": "ambient", "ridge": 0.0, "folds": bm.CV_FOLDS, "seed": bm.CV_SEED,
+                "name": "fda-flir-linear", "model_version": 1}
+    given = {"features_text": features_text, "ridge": ridge, "folds": folds, "seed": seed, "name": name,
+             "model_version": model_version}
+    for key, value in given.items():
+        if value != defaults[key]:
+            command += [f"--{key.replace('_text', '').replace('_', '-')}", str(value)]
+    provenance = {"data_set": data_set, "citation": citation, "licence": licence,
+                  "command": shlex.join(command), "thresholds_c": {"elevated": elevated_c, "fever": fever_c}}
+    model = bm.fit(data, features, ridge=ridge, name=name, version=model_version, thresholds=thresholds,
+                   folds=folds, seed=seed, provenance=provenance)
+    spread = ", ".join(f"{f} {chosen.coefficient_mean[f]:.3f} ± {chosen.coefficient_sd[f]:.3f}"
+                       for f in chosen.coefficient_mean)
+    click.echo("")
+    click.echo(f"coefficients over the folds: {spread}")
+    click.echo(f"model {model.id}: {model.formula()}")
+    _write(out, model.to_json())
+    click.echo(f"wrote {out}")
+
+
+@body_model.command("evaluate", context_settings=CONTEXT)
+@click.argument("csv_path", metavar="CSV", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The model to check (default: the shipped models/body-model.json).")
+@click.option("--no-ambient", is_flag=True, help="As a station without a room thermometer: ambient at the "
+              "training mean.")
+def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) -> None:
+    """Check a model on CSV: MAE, ROC AUC, sensitivity and specificity at the station's thresholds.
+
+    CSV is in the layout of the FDA facial/oral study; the reference is aveOralM, febrile means oral
+    >= 37.5 °C. The thresholds (elevated_c, fever_c) and the constant offset shown for comparison are
+    the station's own settings.
+
+    \b
+    Examples:
+      station body-model evaluate ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
+      station body-model evaluate people.csv --model site.json --no-ambient
+    """
+    model = bm.load_model(model_path)
+    elevated_c, fever_c, offset_c = _station_thresholds()
+    thresholds = (elevated_c, fever_c)
+    data = bm.read_fda_csv(csv_path)
+    _describe(data)
+    click.echo(f"model {model.id}: {model.formula()}")
+    if model.provenance.get("data_sha256") == data.sha256:
+        click.echo("note: the model was fitted on this very file, so these figures are in-sample; its "
+                   "cross-validated ones")
+        click.echo("      are in the model file (provenance.cross_validation)")
+    if no_ambient:
+        body = model.predict(data.canthus, None, data.distance)
+        fig = bm.figures(body, data.oral, thresholds)
+    else:
+        fig = bm.evaluate(model, data, thresholds)
+    offset = bm.offset_figures(offset_c, data, thresholds)
+    click.echo("")
+    click.echo(f"{'':30} {'MAE °C':>7} {'bias °C':>8} {'AUC':>7}   {_group(f'elevated {elevated_c:.2f} °C')}"
+               f"{_group(f'fever {fever_c:.2f} °C')}".rstrip())
+    click.echo(f"{'':30} {'':>7} {'':>8} {'':>7}   {_group('sens   spec') * 2}".rstrip())
+    for label, f in ((f"model{' (no ambient)' if no_ambient else ''}", fig),
+                     (f"constant offset {offset_c:.2f} °C", offset)):
+        click.echo(f"{label:30} {f.mae_c:7.4f} {f.bias_c:+8.3f} {_f(f.auc, 4):>7}   "
+                   f"{_rates(f.sens_elevated, f.spec_elevated)}{_rates(f.sens_fever, f.spec_fever)}".rstrip())

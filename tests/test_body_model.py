@@ -1,0 +1,309 @@
+"""The skin-to-body model: fitting, validation by subject, figures, files, and the commands on real people."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_checks import one_line_error
+from click.testing import CliRunner
+
+from station import body_model as bm
+from station.cli_body_model import body_model
+from station.errors import StationError
+
+FDA_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fda-facial-oral" / "FLIR_groups1and2.csv"
+NO_FDA = f"needs the FDA facial/oral data in ../shared/data/fda-facial-oral beside the repository ({FDA_CSV})"
+needs_fda = pytest.mark.skipif(not FDA_CSV.is_file(), reason=NO_FDA)
+
+COLUMNS = (["SubjectID", ""] + [f"canthiMax{k}" for k in range(1, 5)] + [f"T_FHC_Max{k}" for k in range(1, 5)]
+           + ["aveOralF", "aveOralM", "Gender", "T_atm", "Humidity", "Distance", "Date"])
+
+
+def write_fda_csv(path: Path, rows: list[dict], columns: list[str] = COLUMNS) -> Path:
+    """A CSV in the study's layout: two header rows of decoration, then the column names, then subjects."""
+    with open(path, "w", newline="", encoding="utf-8-sig") as out:
+        writer = csv.writer(out)
+        writer.writerow(["", "", "Round 1:"] + [""] * (len(columns) - 3))
+        writer.writerow([""] * len(columns))
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row.get(c, "") for c in columns])
+    return path
+
+
+def synthetic_rows(n: int = 400, seed: int = 1, noise: float = 0.05) -> list[dict]:
+    """People whose oral temperature is exactly 37 + 0.8 (canthus - 35.5) - 0.06 (ambient - 24) + noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        canthus = rng.normal(35.5, 0.5)
+        ambient = rng.uniform(20, 28)
+        oral = 37.0 + 0.8 * (canthus - 35.5) - 0.06 * (ambient - 24.0) + rng.normal(0, noise)
+        jitter = rng.normal(0, 0.02, 4)
+        forehead = canthus - 1.5 + rng.normal(0, 0.3)
+        rows.append({"SubjectID": f"s{i:04d}", **{f"canthiMax{k + 1}": f"{canthus + jitter[k]:.3f}" for k in range(4)},
+                     **{f"T_FHC_Max{k + 1}": f"{forehead + jitter[k]:.3f}" for k in range(4)},
+                     "aveOralM": f"{oral:.3f}", "T_atm": f"{ambient:.2f}", "Distance": "0.7", "Date": "17-03-01"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fda() -> bm.FdaData:
+    if not FDA_CSV.is_file():
+        pytest.skip(NO_FDA)
+    return bm.read_fda_csv(FDA_CSV)
+
+
+# --------------------------------------------------------------------------------------------- fitting
+def test_fit_recovers_known_coefficients(tmp_path):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
+    model = bm.fit(data, ("ambient",))
+    assert model.coefficients["canthus"] == pytest.approx(0.8, abs=0.02)
+    assert model.coefficients["ambient"] == pytest.approx(-0.06, abs=0.005)
+    assert model.predict(35.5, 24.0) == pytest.approx(37.0, abs=0.02)
+    assert model.provenance["n_subjects"] == 400
+    cv = model.provenance["cross_validation"]
+    assert cv["model"]["mae_c"] < 0.06 < cv["baseline"]["mae_c"]
+
+
+def test_ridge_pulls_towards_the_constant_offset(tmp_path):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
+    slopes = [bm.fit(data, ("ambient",), ridge=r).coefficients["canthus"] for r in (0.0, 1.0, 1e6)]
+    assert slopes[0] < slopes[1] < slopes[2]
+    assert slopes[1] == pytest.approx((slopes[0] + 1.0) / 2, abs=0.03), "ridge 1 lands about half-way"
+    assert slopes[2] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_only_what_the_station_measures_can_be_a_model_input(tmp_path):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
+    with pytest.raises(StationError, match="'forehead'.*does not measure it"):
+        bm.fit(data, ("forehead",))
+    assert bm.cross_validate(data, ("forehead",)).model.n == 60, "but cross-validation may try it"
+
+
+# --------------------------------------------------------------------------------------------- figures
+def test_auc_of_perfectly_separated_data_is_one_and_of_reversed_zero():
+    positive = np.array([False] * 5 + [True] * 3)
+    scores = np.arange(8.0)
+    assert bm.roc_auc(scores, positive) == 1.0
+    assert bm.roc_auc(-scores, positive) == 0.0
+    assert bm.roc_auc(np.ones(8), positive) == 0.5, "all tied: a half"
+    assert math.isnan(bm.roc_auc(scores, np.zeros(8, dtype=bool)))
+
+
+def test_auc_matches_counting_every_pair():
+    rng = np.random.default_rng(4)
+    scores = np.round(rng.normal(size=300), 1)  # many ties
+    positive = rng.random(300) < 0.2
+    pairs = scores[positive][:, None] - scores[~positive][None, :]
+    expected = ((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / pairs.size
+    assert bm.roc_auc(scores, positive) == pytest.approx(expected, abs=1e-12)
+
+
+def test_figures_classify_as_the_station_does():
+    oral = np.array([36.5, 36.9, 37.6, 38.2])
+    body = np.array([36.6, 37.3, 37.29999999, 38.0])  # 37.29999999 rounds to 37.30: elevated
+    fig = bm.figures(body, oral, (37.3, 38.0))
+    assert (fig.positives, fig.sens_elevated, fig.spec_elevated) == (2, 1.0, 0.5)
+    assert (fig.sens_fever, fig.spec_fever) == (0.5, 1.0)
+    assert fig.mae_c == pytest.approx(np.mean(np.abs(body - oral)))
+
+
+def test_sensitivity_at_equal_specificity_moves_the_threshold():
+    positive = np.array([False] * 10 + [True] * 4)
+    body = np.array([36.0, 36.1, 36.2, 36.3, 36.4, 36.5, 36.6, 36.7, 36.8, 37.45, 37.2, 37.4, 37.5, 37.6])
+    sens, spec, threshold = bm.sensitivity_at_specificity(body, positive, 0.9)  # one false alarm allowed
+    assert (sens, spec) == (1.0, 0.9)
+    assert np.all((body >= threshold) == (body > 36.8))
+    sens, spec, _ = bm.sensitivity_at_specificity(body, positive, 1.0)
+    assert (sens, spec) == (0.5, 1.0)
+
+
+# --------------------------------------------------------------------------------------------- validation
+def test_folds_by_subject_keep_every_subject_in_one_fold():
+    ids = np.array([f"p{i % 37}" for i in range(200)])  # subjects with several rows each
+    fold = bm.subject_folds(ids, 10, seed=3)
+    for subject in np.unique(ids):
+        assert len(set(fold[ids == subject])) == 1
+    assert sorted(set(fold)) == list(range(10))
+    assert np.array_equal(fold, bm.subject_folds(ids, 10, seed=3)), "a fixed seed gives fixed folds"
+
+
+def test_cross_validation_never_trains_on_a_held_out_subject(tmp_path, monkeypatch):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(120)))
+    trained_on: list[set[str]] = []
+    real_fit = bm._fit_linear
+
+    def spy(train, features, ridge):
+        trained_on.append(set(train.subject_id))
+        return real_fit(train, features, ridge)
+
+    monkeypatch.setattr(bm, "_fit_linear", spy)
+    cv = bm.cross_validate(data, ("ambient",), folds=10, seed=5)
+    assert len(trained_on) == 10
+    for k, seen in enumerate(trained_on):
+        held_out = set(data.subject_id[cv.fold == k])
+        assert held_out and not (held_out & seen)
+        assert held_out | seen == set(data.subject_id)
+
+
+# --------------------------------------------------------------------------------------------- the model
+def _model(**changes) -> bm.BodyModel:
+    values = {"name": "test-linear", "version": 1, "features": ("canthus", "ambient"), "intercept_c": 37.0,
+              "coefficients": {"canthus": 0.8, "ambient": -0.05}, "centres": {"canthus": 35.8, "ambient": 24.0},
+              "ranges": {"ambient": (20.0, 29.0)},
+              "provenance": {"data_set": "test", "n_subjects": 3, "fitted": "2026-01-01"}}
+    return bm.BodyModel(**{**values, **changes})
+
+
+def test_predict_scalar_and_vector_agree_and_missing_inputs_fall_back_to_the_mean():
+    model = _model()
+    assert model.predict(36.3, 24.0) == pytest.approx(37.4)
+    assert model.predict(36.3) == model.predict(36.3, 24.0) == model.predict(36.3, math.nan)
+    assert model.predict(36.3, 22.0) == pytest.approx(37.5)
+    assert model.predict(36.3, 10.0) == model.predict(36.3, 20.0), "ambient is clamped to the training range"
+    vector = model.predict(np.array([36.3, 36.3, 36.3]), np.array([22.0, math.nan, 10.0]))
+    assert vector == pytest.approx([37.5, 37.4, model.predict(36.3, 20.0)])
+    assert isinstance(model.predict(36.3, 22.0, 0.7), float), "distance is ignored by a model without it"
+
+
+def test_model_json_round_trips_and_has_a_short_id():
+    model = _model()
+    again = bm.BodyModel.from_json(model.to_json())
+    assert again == model and again.id == model.id
+    assert re.fullmatch(r"test-linear-v1@[0-9a-f]{12}", model.id)
+    assert _model(intercept_c=37.1).id != model.id
+    assert _model(provenance={"data_set": "x", "n_subjects": 9, "fitted": "2026-02-02"}).id == model.id
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (lambda d: d.pop("coefficients"), "coefficients: missing"),
+    (lambda d: d["coefficients"].update(ambient="warm"), "coefficients.ambient: expected a finite number"),
+    (lambda d: d["coefficients"].update(canthus=7.0), "coefficients.canthus: expected 0.2 to 2"),
+    (lambda d: d.update(features=["canthus", "age"]), "features: expected 'canthus' then"),
+    (lambda d: d["ranges"].update(ambient=[29, 20]), "ranges.ambient: expected low <= high"),
+    (lambda d: d.update(schema_version=2), "schema_version: expected 1"),
+    (lambda d: d.update(colour="red"), "unknown key 'colour'"),
+    (lambda d: d["provenance"].pop("n_subjects"), "provenance.n_subjects"),
+    (lambda d: d.update(intercept_c=37.2), "id: the file says"),
+])
+def test_a_corrupt_model_file_is_one_line_naming_the_key(tmp_path, edit, named):
+    doc = json.loads(_model().to_json())
+    edit(doc)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(StationError) as info:
+        bm.load_model(path)
+    message = str(info.value)
+    assert named in message and str(path) in message and "\n" not in message
+
+
+def test_a_model_file_that_is_not_json_is_one_line(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text('{"schema_version": 1, "name": ', encoding="utf-8")
+    with pytest.raises(StationError, match=r"model.json: not valid JSON \(.* line 1"):
+        bm.load_model(path)
+
+
+# --------------------------------------------------------------------------------------------- reading data
+def test_a_file_not_in_the_layout_names_the_missing_column(tmp_path):
+    columns = [c for c in COLUMNS if c != "aveOralM"]
+    path = write_fda_csv(tmp_path / "other.csv", synthetic_rows(5), columns)
+    with pytest.raises(StationError, match="no column 'aveOralM' in the header"):
+        bm.read_fda_csv(path)
+
+
+def test_fahrenheit_is_refused_and_a_typed_distance_is_read_as_missing(tmp_path):
+    rows = synthetic_rows(5)
+    rows[2]["Distance"] = "79"
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "a.csv", rows))
+    assert math.isnan(data.distance[2]) and "s0002: 79" in data.notes[0]
+    rows[3]["aveOralM"] = "98.6"
+    with pytest.raises(StationError, match=r"row 7 \(subject s0003\): aveOralM: 98.6 is not an oral temperature"):
+        bm.read_fda_csv(write_fda_csv(tmp_path / "b.csv", rows))
+
+
+# --------------------------------------------------------------------------------------------- the commands
+def test_bad_inputs_are_one_line_each(tmp_path):
+    runner = CliRunner()
+    missing = tmp_path / "nowhere.csv"
+    line = one_line_error(runner.invoke(body_model, ["fit", str(missing), "--out", str(tmp_path / "m.json")]))
+    assert "nowhere.csv: no such file" in line
+    line = one_line_error(runner.invoke(body_model, ["evaluate", str(missing), "--model", str(_model_file(tmp_path))]))
+    assert "nowhere.csv: no such file" in line
+
+    wrong = write_fda_csv(tmp_path / "wrong.csv", synthetic_rows(5), [c for c in COLUMNS if c != "T_atm"])
+    line = one_line_error(runner.invoke(body_model, ["fit", str(wrong), "--out", str(tmp_path / "m.json")]))
+    assert "no column 'T_atm'" in line
+
+    corrupt = tmp_path / "corrupt.json"
+    doc = json.loads(_model().to_json())
+    doc["centres"] = {"canthus": 35.8}
+    corrupt.write_text(json.dumps(doc), encoding="utf-8")
+    good = write_fda_csv(tmp_path / "good.csv", synthetic_rows(30))
+    line = one_line_error(runner.invoke(body_model, ["evaluate", str(good), "--model", str(corrupt)]))
+    assert "corrupt.json: centres: expected a value for each of canthus, ambient" in line
+
+    line = one_line_error(runner.invoke(body_model, ["fit", str(good), "--out", str(corrupt)]))
+    assert "corrupt.json: exists; choose another file or add --overwrite" in line
+    line = one_line_error(runner.invoke(body_model, ["fit", str(good), "--out", str(tmp_path / "m.json"),
+                                                     "--features", "ambient,age"]))
+    assert "--features: 'age'" in line
+
+
+def _model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ok-model.json"
+    path.write_text(_model().to_json(), encoding="utf-8")
+    return path
+
+
+@needs_fda
+def test_fit_and_evaluate_on_the_real_fda_data(tmp_path):
+    out = tmp_path / "model.json"
+    runner = CliRunner()
+    result = runner.invoke(body_model, ["fit", str(FDA_CSV), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "1020 subjects, 111 with oral >= 37.5 °C" in text
+    for row in ("constant offset (baseline)", "canthus + ambient  (chosen)", "canthus + ambient + distance",
+                "elevated 37.30 °C", "fever 38.00 °C", "early -> late"):
+        assert row in text
+    model = bm.load_model(out)
+    assert model.features == ("canthus", "ambient")
+    assert 36.5 < model.predict(36.0, 23.0) < 37.5
+    assert model.provenance["command"].startswith("station body-model fit ")
+    assert model.provenance["licence"] == "CC0-1.0" and "10.13026/3bhc-9065" in model.provenance["citation"]
+
+    result = runner.invoke(body_model, ["evaluate", str(FDA_CSV), "--model", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "in-sample" in result.output
+    figures = re.search(r"^model\s+(\d\.\d+)\s+[-+]\d\.\d+\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)",
+                        result.output, re.MULTILINE)
+    assert figures, result.output
+    mae, auc, *rates = (float(x) for x in figures.groups())
+    assert 0.2 < mae < 0.3 and auc > 0.95 and all(0 <= r <= 1 for r in rates)
+    assert "constant offset 1.24 °C" in result.output
+
+    result = runner.invoke(body_model, ["evaluate", str(FDA_CSV)])  # the shipped model by default
+    assert result.exit_code == 0, result.output
+    assert bm.load_model().id in result.output
+
+
+@needs_fda
+def test_the_shipped_model_beats_the_constant_offset_under_cross_validation(fda):
+    shipped = bm.load_model()
+    assert shipped.provenance["data_sha256"] == fda.sha256, "fitted on this very file"
+    cv = bm.cross_validate(fda, shipped.features[1:], thresholds=(37.3, 38.0))
+    assert cv.model.mae_c < cv.baseline.mae_c - 0.02
+    assert cv.folds_better == 10
+    assert cv.model.auc >= cv.baseline.auc
+    assert cv.equal_spec_sens >= cv.equal_spec_baseline_sens
+    assert shipped.provenance["cross_validation"] == cv.to_dict(), "the figures in the file are reproducible"
+    refit = bm.fit(fda, shipped.features[1:])
+    assert refit.id == shipped.id, "the shipped coefficients are what the data gives"
