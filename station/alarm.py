@@ -70,6 +70,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from station.body_model import BodyModel
 from station.errors import StationError
 from station.types import QUALITY_FLAGS, ScreeningDecision
 
@@ -230,8 +231,12 @@ class AlarmPolicy:
     caller supplies. The same sequence of calls always gives the same verdicts.
     """
 
-    def __init__(self, settings: AlarmSettings | None = None) -> None:
+    def __init__(self, settings: AlarmSettings | None = None, body_model: BodyModel | None = None) -> None:
         self.settings = settings if settings is not None else AlarmSettings()
+        #: Skin -> body temperature: a model fitted to real people (``models/body-model.json``), or, when
+        #: None, the settings' constant offset. The room temperature it may use is set by the engine.
+        self.body_model = body_model
+        self.ambient_c: float | None = None
         self._recent: deque[float] = deque(maxlen=self.settings.baseline_size)
         self._baseline: float | None = None
         self._remeasure: tuple[str, float] | None = None  # (level, t the guard asked)
@@ -282,12 +287,25 @@ class AlarmPolicy:
             return "retry", None  # a retry leaves a pending re-measure armed: the person will try again
         if isinstance(skin_c, bool) or not math.isfinite(float(skin_c)):
             raise ValueError(f"AlarmPolicy.decide: expected a finite skin temperature or None, got {skin_c!r}")
-        body = round(body_from_skin(skin_c, self.settings), 2)
+        body = round(self.body_of(float(skin_c)), 2)
         held = self._take_remeasure(t)
         level = classify(body, self.settings, self._baseline, held_level=held)
         if level == "normal" and held is None and not flags:
             self._feed(body)
         return level, body
+
+    def body_of(self, skin_c: float) -> float:
+        """Body temperature for a canthus reading, by the model in effect."""
+        if self.body_model is None:
+            return body_from_skin(skin_c, self.settings)
+        return float(self.body_model.predict(skin_c, self.ambient_c))
+
+    @property
+    def body_model_id(self) -> str:
+        """Which skin-to-body model decides: logged with every decision."""
+        if self.body_model is None:
+            return f"constant-offset+{self.settings.skin_to_body_offset_c:g}"
+        return self.body_model.id
 
     def expect_remeasure(self, level: str, t: float) -> None:
         """A guard asked the person of an alarm at ``level`` to be measured again at time ``t``."""

@@ -37,7 +37,9 @@ def canonical(row: Mapping[str, Any]) -> str:
     SQLite stores REAL as IEEE doubles, and Python's ``repr`` of a double round-trips exactly, so the
     text of a row read back is the text of the row written.
     """
-    content = {k: v for k, v in row.items() if k not in HASH_COLUMNS}
+    # Null columns are left out: a column added by a later migration (null in older rows) leaves their
+    # hashes as they were written; a value edited to NULL still changes the text.
+    content = {k: v for k, v in row.items() if k not in HASH_COLUMNS and v is not None}
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

@@ -241,7 +241,6 @@ def _demo_flags() -> str:
 
 
 def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path) -> None:
-    from station.alarm import AlarmPolicy
     from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
@@ -249,7 +248,7 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
 
     config = load_config(default_config_path())
     retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
-    policy = AlarmPolicy(config.to_alarm_settings())
+    policy = config.alarm_policy()
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
         with open_station(intake, db=db, policy=policy, retention=retention) as station, \
                 events_output(events_path) as out:
@@ -268,7 +267,6 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     here, so a bad input is still one line and exit 1, not a window with an error in it."""
     from contextlib import contextmanager
 
-    from station.alarm import AlarmPolicy
     from station.config import default_config_path, load_config
     from station.headless import open_station
     from station.intake import open_intake
@@ -289,7 +287,7 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     def factory():
         with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None) as intake:
             retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
-            with open_station(intake, db=db, policy=AlarmPolicy(config.to_alarm_settings()),
+            with open_station(intake, db=db, policy=config.alarm_policy(),
                               retention=retention) as station:
                 yield station
 

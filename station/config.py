@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from station.alarm import AlarmSettings
+from station.alarm import AlarmPolicy, AlarmSettings
 from station.errors import StationError
 from station.guidance import DEFAULT_GUIDANCE
 from station.retention import check_retention_days
@@ -44,6 +44,9 @@ class StationConfig:
     pin_hash: str | None = None
     #: The auditors' PIN (exports with images), separate from the technicians' ``pin_hash``.
     auditor_pin_hash: str | None = None
+    #: Skin -> body temperature: "default" (the shipped model fitted to the FDA data, models/body-model.json),
+    #: "offset" (canthus + skin_to_body_offset_c), or the path of another fitted model.
+    body_model: str = "default"
     #: Retention (see :mod:`station.retention`): alarm images go after this many days...
     retention_images_days: float = 7.0
     #: ...and screenings, acknowledgements and system events after this many (exports are kept).
@@ -53,6 +56,14 @@ class StationConfig:
         return AlarmSettings(mode=self.mode, skin_to_body_offset_c=self.skin_to_body_offset_c,  # type: ignore[arg-type]
                              elevated_c=self.elevated_c, fever_c=self.fever_c,
                              relative_margin_c=self.relative_margin_c)
+
+    def alarm_policy(self) -> AlarmPolicy:
+        """The alarm policy these settings describe, with the skin-to-body model they name."""
+        from station.body_model import load_model
+
+        model = None if self.body_model == "offset" else load_model(
+            None if self.body_model == "default" else self.body_model)
+        return AlarmPolicy(self.to_alarm_settings(), model)
 
     def check(self, where: str = "settings") -> None:
         """Raise StationError naming the first bad key."""

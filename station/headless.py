@@ -64,6 +64,13 @@ def radiometer_for(intake: Intake, profile, **kwargs: Any) -> Radiometer:
     return Radiometer(encoding, profile, planck=info.get("planck"), **kwargs)  # type: ignore[arg-type]
 
 
+def default_policy() -> AlarmPolicy:
+    """Default thresholds with the shipped skin-to-body model."""
+    from station.body_model import load_model
+
+    return AlarmPolicy(AlarmSettings(), load_model())
+
+
 @contextmanager
 def open_station(
     intake: Intake,
@@ -81,7 +88,7 @@ def open_station(
     radiometer = radiometer_for(intake, intake.profile)
     log = None if db is None else GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)))
     try:
-        yield Station(intake, detector, intake.profile, radiometer, policy or AlarmPolicy(AlarmSettings()), log,
+        yield Station(intake, detector, intake.profile, radiometer, policy or default_policy(), log,
                       retention=None if log is None else (retention or RetentionPolicy()))
     finally:
         if log is not None:

@@ -212,6 +212,7 @@ class Station:
             thermal_xyxy, thermal_landmarks, distance = map_faces(faces, registration)
         smoothed = block_mean(thermal.celsius, self.measure_settings.kernel_px)
         reflected = estimate_reflected_c(thermal.celsius)
+        self.policy.ambient_c = reflected  # the room as the camera sees it, for a model that uses it
         readings = [
             read_canthus(thermal.celsius, smoothed, thermal_landmarks[k], faces.landmarks[k], self.measure_settings)
             for k in range(len(faces))
@@ -302,6 +303,7 @@ class Station:
             blackbody_error_c=self._blackbody_error,
             source=self.intake.label,
             snapshots=snapshots,
+            body_model=self.policy.body_model_id,
         )
         if screening_id is not None:  # None while the log cannot be written: the alarm still goes up
             self.screening_ids[decision.track_id] = screening_id

@@ -158,6 +158,12 @@ def m002_hash_chains_and_exports(db: Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m003_body_model(db: Database) -> None:
+    """Which skin-to-body model produced each decision's body temperature (null before it was logged)."""
+    db["screenings"].add_column("body_model", str)
+
+
 # ---------------------------------------------------------------------- helpers
 def utc_iso(moment: datetime) -> str:
     """``2026-11-23T10:00:00.123Z``: fixed width, so comparing the text compares the times."""
@@ -401,6 +407,7 @@ class EventStore:
         source: str,
         snapshots: Mapping[str, np.ndarray] | None = None,
         wall_time: datetime | None = None,
+        body_model: str | None = None,
     ) -> int:
         """Log one person's decision; return its screening id.
 
@@ -420,6 +427,8 @@ class EventStore:
             ``{"visible": BGR uint8 crop, "thermal": float °C crop}``. Written only when the level is an
             alarm (elevated/fever) and the store has a ``snapshots_dir``; otherwise ignored, so the caller
             never has to decide whether a face may be kept. Empty crops are skipped.
+        body_model
+            The skin-to-body model that gave ``body_c`` (its id), so a decision can be re-read later.
         wall_time
             When it was decided (default now): a row kept in memory while the disk could not be written
             is logged later with its own time.
@@ -452,6 +461,7 @@ class EventStore:
             "blackbody_error_c": None if blackbody_error_c is None else float(blackbody_error_c),
             "recording": str(source),
             "alarm_id": None,
+            "body_model": body_model,
         }
         written: list[Path] = []
         try:

@@ -82,7 +82,8 @@ def test_new_database_is_private_in_wal_mode_and_migrated_once(db_path: Path) ->
     wal = Path(str(db_path) + "-wal")
     assert wal.exists() and mode(wal) == 0o600  # SQLite gives its side files the database's mode
     assert mode(Path(str(db_path) + "-shm")) == 0o600
-    assert [m.name for m in MIGRATIONS.applied(store.db)] == ["m001_initial", "m002_hash_chains_and_exports"]
+    assert [m.name for m in MIGRATIONS.applied(store.db)] == ["m001_initial", "m002_hash_chains_and_exports",
+                                                              "m003_body_model"]
     assert {"screenings", "system_events", "acknowledgements", "snapshots"} <= set(store.db.table_names())
     store.close()
     store.close()  # idempotent
@@ -94,7 +95,8 @@ def test_reopening_is_idempotent_and_keeps_the_data(db_path: Path) -> None:
     with EventStore(db_path) as store:
         record(store, decision(2))
         rows = list(store.db.query("SELECT name FROM _sqlite_migrations"))
-        assert rows == [{"name": "m001_initial"}, {"name": "m002_hash_chains_and_exports"}]
+        assert rows == [{"name": "m001_initial"}, {"name": "m002_hash_chains_and_exports"},
+                        {"name": "m003_body_model"}]
         assert [r["track_id"] for r in store.screenings()] == [1, 2]
         assert store.db.journal_mode == "wal"
 
@@ -232,6 +234,7 @@ def test_screening_round_trip(store: EventStore) -> None:
         "blackbody_error_c": 0.12,
         "recording": "recordings/demo",
         "alarm_id": 1,
+        "body_model": None,
     }
 
 

@@ -109,7 +109,9 @@ class StationWorker(QObject):
         try:
             for item in station.run():
                 if self._new_settings is not None:
-                    station.policy, self._new_settings = AlarmPolicy(self._new_settings), None
+                    # new thresholds, the same skin-to-body model
+                    station.policy = AlarmPolicy(self._new_settings, station.policy.body_model)
+                    self._new_settings = None
                 while self._remeasures:
                     station.policy.expect_remeasure(self._remeasures.pop(0), station.intake.last_t)
                 if isinstance(item, Tick):
