@@ -27,7 +27,9 @@ class TrackSettings:
     after the face first became measurable; max_gap_s: how long a face may vanish (a detector miss,
     someone passing in front) before its track ends; min_iou: box overlap to continue a track;
     min_stand_s: how long a face must stay near the station (just too far to measure) before leaving
-    unmeasured earns it a ``retry`` all the same."""
+    unmeasured earns it a ``retry`` all the same; max_predict_s: how far ahead a vanished face's box is
+    carried by its last velocity (beyond a fraction of a second people stop, and a box carried on would
+    miss the face when it is found again)."""
 
     min_samples: int = 3
     min_span_s: float = 0.2
@@ -35,6 +37,7 @@ class TrackSettings:
     max_gap_s: float = 0.6
     min_iou: float = 0.3
     min_stand_s: float = 0.5
+    max_predict_s: float = 0.6
 
 
 @dataclass
@@ -113,7 +116,9 @@ class Tracker:
         live = [tr for tr in self.tracks.values() if t - tr.last_seen <= self.settings.max_gap_s]
         ids = np.zeros(len(boxes), dtype=np.int64)
         if live and len(boxes):
-            predicted = np.array([tr.box + np.tile(tr.velocity_px_s * (t - tr.last_seen), 2) for tr in live])
+            ahead = self.settings.max_predict_s
+            predicted = np.array([tr.box + np.tile(tr.velocity_px_s * min(t - tr.last_seen, ahead), 2)
+                                  for tr in live])
             iou = np.maximum(iou_matrix(predicted, boxes), near_score(predicted, boxes, self.settings.min_iou))
             while True:
                 k, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
