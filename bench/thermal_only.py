@@ -3,7 +3,8 @@
     .venv/bin/python bench/thermal_only.py [--data ../shared/data/kiosk-cptv] [--dir /tmp/kiosk-bench]
 
 Imports each CPTV file (``station import``), screens it headless as fast as it decodes (no visible
-camera: faces are found in the thermal frames), and prints per file the decisions (measured, and
+camera: faces are found in the thermal frames; the reference disc, found in the frames, held at the
+kiosk's calibration temperature from ``labels.csv``), and prints per file the decisions (measured, and
 ``retry`` with its reasons) against the labeller's ``people_scanned``, then the frames per second the
 engine sustained on the 160x120 frames (import excluded).
 """
@@ -28,10 +29,10 @@ from station.pipeline import Tick  # noqa: E402
 from station.types import ScreeningDecision  # noqa: E402
 
 
-def screen(recording: Path) -> tuple[list[ScreeningDecision], int, float]:
+def screen(recording: Path, reference_c: float | None) -> tuple[list[ScreeningDecision], int, float]:
     decisions: list[ScreeningDecision] = []
     frames = 0
-    with open_intake(None, None, recording, None, fast=True, status=None) as intake:
+    with open_intake(None, None, recording, None, fast=True, status=None, reference_c=reference_c) as intake:
         with open_station(intake, db=None) as station:
             start = time.perf_counter()
             for item in station.run():
@@ -58,7 +59,8 @@ def main() -> None:
             out = folder / Path(name).stem
             if not out.exists():
                 import_cptv(args.data / name, out)
-            decisions, frames, elapsed = screen(out)
+            # each kiosk's reference disc is held at its own calibration temperature (labels.csv)
+            decisions, frames, elapsed = screen(out, float(row["kiosk_calibration_c"]))
             total_frames += frames
             total_s += elapsed
             people = int(row["people_scanned"])
@@ -67,8 +69,8 @@ def main() -> None:
             exact_measured += len(measured) == people
             if people == 0:
                 false_alarms += sum(d.level in ("elevated", "fever") for d in decisions)
-            notes = ", ".join(d.level if d.level != "retry" else "retry:" + "+".join(sorted(d.quality))
-                              for d in decisions)
+            notes = ", ".join(f"{d.level} {d.body_c:.1f}" if d.level != "retry"
+                              else "retry:" + "+".join(sorted(d.quality)) for d in decisions)
             print(f"{name[:43]:<44}{people:>7}{len(decisions):>9}{len(measured):>10}  {notes}")
     finally:
         if args.dir is None:

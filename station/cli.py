@@ -159,6 +159,9 @@ def _simulate_target(out: Path, kind: str, poses: int, seed: int, thermal_camera
 @click.option("--events", "events_path", default="-", show_default=True, metavar="-|FILE",
               help="Where headless mode writes its JSON lines.")
 @click.option("--kiosk", is_flag=True, help="The window full screen, for the station's own monitor.")
+@click.option("--reference-c", type=click.FloatRange(20, 50), metavar="C",
+              help="Thermal-only recording without a profile: its reference disc (found in the frames) is held "
+                   "at C °C; every frame is corrected by it.")
 def run(
     visible_spec: str | None,
     thermal_spec: str | None,
@@ -169,6 +172,7 @@ def run(
     fast: bool,
     events_path: str,
     kiosk: bool,
+    reference_c: float | None,
 ) -> None:
     """Run the station on cameras or on a recording: the guards' window, or headless.
 
@@ -185,9 +189,10 @@ def run(
 
     db = db or default_db_path()
     if headless:
-        _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path)
+        _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path, reference_c)
     else:
-        _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, None, 0.0)
+        _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, None, 0.0,
+                          reference_c=reference_c)
 
 
 @main.command(context_settings=CONTEXT)
@@ -240,7 +245,8 @@ def _demo_flags() -> str:
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO_SETTINGS.items())
 
 
-def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path) -> None:
+def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path,
+                     reference_c=None) -> None:
     from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
@@ -249,7 +255,7 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
     config = load_config(default_config_path())
     retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
     policy = config.alarm_policy()
-    with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast) as intake:
+    with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, reference_c=reference_c) as intake:
         with open_station(intake, db=db, policy=policy, retention=retention) as station, \
                 events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
@@ -262,7 +268,7 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
 
 
 def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, screenshot,
-                      after_s) -> None:
+                      after_s, reference_c=None) -> None:
     """The window around the same engine. Everything that can be checked before Qt starts is checked
     here, so a bad input is still one line and exit 1, not a window with an error in it."""
     from contextlib import contextmanager
@@ -285,7 +291,8 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
 
     @contextmanager
     def factory():
-        with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None) as intake:
+        with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None,
+                         reference_c=reference_c) as intake:
             retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
             with open_station(intake, db=db, policy=config.alarm_policy(),
                               retention=retention) as station:

@@ -8,6 +8,7 @@ it decodes (``--fast``: no threads at all, a plain merge by timestamp, determini
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import threading
@@ -16,11 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from station.errors import StationError
 from station.pairing import FramePairer, live_pairs
-from station.profile import CalibrationProfile, thermal_only_profile
+from station.profile import Blackbody, CalibrationProfile, thermal_only_profile
 from station.profiles import ProfileStore
+from station.radiometry import tlinear_to_celsius
 from station.recording import Recording
+from station.reference_disc import find_reference_disc
 from station.sources.base import Source
 from station.sources.registry import open_source
 from station.sources.replay import ReplaySource
@@ -133,6 +138,7 @@ def open_intake(
     fast: bool = False,
     speed: float = 1.0,
     status: object = sys.stderr,
+    reference_c: float | None = None,
 ) -> Iterator[Intake]:
     """Build the intake the command line asked for, checking every input before any thread starts."""
     if recording is not None:
@@ -160,10 +166,25 @@ def open_intake(
     if profile is None and visible is None:
         # A thermal-only recording from another station (an imported kiosk): nothing to register, no
         # gain/offset known; the reference disc, if any, is found in the frames.
-        stream = getattr(getattr(thermal, "recording", None), "thermal", None)
+        rec_found = getattr(thermal, "recording", None)
+        stream = getattr(rec_found, "thermal", None)
         camera, width = (stream.camera, stream.width) if stream is not None else (thermal.name, 160)
         profile = thermal_only_profile(str(camera), int(width))
         label += "; thermal only, default profile"
+        disc = _reference_disc(rec_found) if rec_found is not None else None
+        if disc is not None and reference_c is not None:
+            # The kiosk's own calibration: its disc is held at reference_c, and every frame is corrected
+            # by what the disc reads. An uncorrected Lepton may be off by its whole ±5 °C specification,
+            # and a disc a few pixels across reads a little low from its blurred rim: hence 6 °C.
+            profile = dataclasses.replace(profile, blackbody=Blackbody(disc.roi, float(reference_c),
+                                                                       KIOSK_REFERENCE_TOLERANCE_C))
+            label += f"; reference disc at {disc.roi} held at {reference_c:g} °C"
+        elif disc is not None:
+            label += (f"; reference disc at {disc.roi} reads {disc.reading_c:.1f} °C uncorrected "
+                      "(give --reference-c to correct by it)")
+    elif reference_c is not None:
+        raise StationError("--reference-c is for a thermal-only recording without a calibration profile; "
+                           "this one has a profile (its blackbody table sets the reference)")
     if profile is not None:
         label += f"; calibration {profile.station_id} of {profile.created}"
     intake = Intake(thermal=thermal, visible=visible, fast=fast, label=label, profile=profile, status=status)
@@ -171,6 +192,20 @@ def open_intake(
         yield intake
     finally:
         intake.stop()
+
+
+KIOSK_REFERENCE_TOLERANCE_C = 6.0
+
+
+def _reference_disc(rec: Recording):
+    """The reference disc in the first frames of a thermal-only recording (None when there is none)."""
+    frames = []
+    for k, frame in enumerate(rec.frames("thermal")):
+        if k >= 60:
+            break
+        if k % 3 == 0 and rec.thermal.encoding == "tlinear-centikelvin":
+            frames.append(tlinear_to_celsius(frame.image))
+    return find_reference_disc(np.array(frames)) if frames else None
 
 
 def _probe(source: Source | None) -> None:

@@ -731,7 +731,10 @@ class Radiometer:
         bb = profile.blackbody
         self.monitor = (
             None if bb is None else BlackbodyMonitor(bb.setpoint_c, bb.tolerance_c, window,
-                                                     applied=blackbody_correction)
+                                                     applied=blackbody_correction,
+                                                     # a reading off by more than the tolerance is still
+                                                     # the blackbody, out of tolerance, not "not seen"
+                                                     seen_within_c=max(3.0, bb.tolerance_c + 1.0))
         )
 
     @classmethod

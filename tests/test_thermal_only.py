@@ -62,3 +62,36 @@ def test_only_warm_skin_counts_as_a_face():
     faces = Faces(xyxy=boxes, score=np.array([0.9, 0.9], np.float32),
                   landmarks=np.zeros((2, 5, 2), np.float32))
     assert skin_like(frame, faces, ThermalFaceSettings()).tolist() == [True, False]
+
+
+def test_the_reference_disc_is_the_warm_round_spot_that_does_not_move():
+    from station.reference_disc import find_reference_disc
+
+    yy, xx = np.mgrid[0:160, 0:120]
+    frames = []
+    for k in range(20):
+        frame = np.full((160, 120), 22.0, np.float32)
+        frame[(xx - 30) ** 2 + (yy - 130) ** 2 <= 16] = 34.0  # the disc, steady
+        frame[10:14, 5:115] = 45.0  # a hot pipe: warmer, steady, but a streak
+        frame[60:100, 10 + 4 * k : 40 + 4 * k] = 35.0  # a person walking across
+        frames.append(frame)
+    disc = find_reference_disc(np.array(frames))
+    assert disc is not None and abs(disc.centre[0] - 30) < 1 and abs(disc.centre[1] - 130) < 1
+    x1, y1, x2, y2 = disc.roi
+    assert x1 <= 30 < x2 and y1 <= 130 < y2 and np.all(np.array(frames)[:, y1:y2, x1:x2] == 34.0)
+
+
+def test_a_kiosk_is_corrected_by_its_own_reference_disc(kiosk, tmp_path, face_model):
+    out = tmp_path / "tko8"
+    runner = CliRunner()
+    source = kiosk / "TKO8-810440-2021-03-23T22:40:09.052Z.cptv"
+    assert runner.invoke(main, ["import", str(source), str(out)]).exit_code == 0
+    result = runner.invoke(main, ["run", "--recording", str(out), "--headless", "--fast", "--reference-c", "35.8",
+                                  "--db", str(tmp_path / "station.db")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert "reference disc at (24, 130, 29, 135) held at 35.8" in lines[0]["detail"]  # the TKO8 disc
+    assert any(line.get("kind") == "blackbody_ok" for line in lines)
+    decisions = [line for line in lines if line["type"] == "screening"]
+    assert [d["level"] for d in decisions] == ["normal"] * 3
+    assert all(35.5 < d["body_c"] < 37.5 for d in decisions)  # healthy people, once the disc corrects the Lepton
