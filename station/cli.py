@@ -17,6 +17,7 @@ import click
 from calibration.cli import calibrate
 from station.cli_audit import audit, export_command
 from station.cli_body_model import body_model
+from station.cli_group import StationGroup
 from station.cli_import import import_command
 from station.cli_model import model
 from station.cli_purge import purge
@@ -27,19 +28,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDING = REPO_ROOT / "recordings" / "demo"
 # How the bundled demo recording was made; tests regenerate it with exactly these settings.
 DEMO_SETTINGS: dict[str, Any] = {"people": 9, "fever_fraction": 0.25, "seed": 2028, "thermal_camera": "lepton"}
-
-
-class StationGroup(click.Group):
-    """A click group that turns the station's own errors into one-line messages with exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except StationError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:  # a full disk, a read-only directory, a file that vanished
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 @click.group(cls=StationGroup, context_settings=CONTEXT)

@@ -11,30 +11,17 @@ import math
 import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 import click
 
 from station import body_model as bm
+from station.cli_group import StationGroup
 from station.errors import StationError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class _OneLineGroup(click.Group):
-    """Station errors and OS errors as one line and exit code 1 (as ``station.cli.StationGroup``)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except StationError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
-
-
-@click.group("body-model", cls=_OneLineGroup, context_settings=CONTEXT)
+@click.group("body-model", cls=StationGroup, context_settings=CONTEXT)
 def body_model() -> None:
     """The skin-to-body temperature model: fit it to people, check it on people.
 
