@@ -76,7 +76,7 @@ def poses_from_recording(
 
 def poses_live(
     visible_spec: str, thermal_spec: str, n_poses: int, spec: TargetSpec, hfov_deg: float, focal: float | None,
-    prompt: Callable[[int, int], None],
+    prompt: Callable[[int, int], None], echo: Callable[[str], None] = print,
 ) -> Iterator[tuple[PosePoints, float]]:
     """Capture ``n_poses`` poses from the cameras, prompting the technician before each one.
 
@@ -98,7 +98,7 @@ def poses_live(
                     except TargetNotFound as exc:
                         if attempt == 2:
                             raise
-                        print(f"{exc}; try again")
+                        echo(f"{exc}; try again")
         finally:
             # Close the capture here, on this thread: left to the garbage collector, the generator may be
             # finalised on a capture thread, which cannot join itself.

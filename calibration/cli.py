@@ -218,7 +218,8 @@ def _poses(pairs, recording, live, visible_spec, thermal_spec, n_poses, spec, hf
         raise click.UsageError("--live needs both --visible SRC and --thermal SRC")
     from calibration.capture import poses_live
 
-    for pose, f in poses_live(visible_spec, thermal_spec, n_poses, spec, hfov, focal, prompt=_prompt):
+    for pose, f in poses_live(visible_spec, thermal_spec, n_poses, spec, hfov, focal, prompt=_prompt,
+                              echo=lambda line: click.echo(line, err=True)):
         yield pose, f
 
 
