@@ -14,7 +14,6 @@ that moment.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import StationError
+from station.model_setup import sha256_file
 from station.store import EventStore, utc_iso
 
 FORMATS = ("csv", "json", "html")
@@ -177,7 +177,7 @@ def export(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise StationError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
-    digest = _sha256(out)
+    digest = sha256_file(out)
     export_id = store.record_export({
         "operator": operator.strip(),
         "period_from": utc_iso(filt.start),
@@ -239,6 +239,3 @@ def _copy_images(store: EventStore, snapshots: Iterable[dict[str, Any]], out: Pa
     return copied
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

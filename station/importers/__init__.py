@@ -18,7 +18,6 @@ replaces a good one with ``overwrite``).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -139,11 +138,6 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise fault(out, "exists and is not a directory (a recording is a directory)")
     if not overwrite and out.is_dir() and any(out.iterdir()):
         raise fault(out, "already holds files; choose another directory or pass --overwrite")
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def discard_partial(out: Path, existed: bool, files: tuple[str, ...]) -> None:

@@ -50,8 +50,8 @@ from station.importers import (
     fault,
     quarter_turns,
     rotation_name,
-    sha256_file,
 )
+from station.model_setup import sha256_file
 from station.radiometry import KELVIN
 from station.recording import FRAMES_FILE, META_FILE, Recording, RecordingWriter, ThermalStreamInfo
 from station.types import Frame

@@ -45,8 +45,8 @@ from station.importers import (
     fault,
     quarter_turns,
     rotation_name,
-    sha256_file,
 )
+from station.model_setup import sha256_file
 from station.radiometry import KELVIN, FlirParams, planck_from_flir
 from station.recording import FRAMES_FILE, META_FILE, Recording, RecordingWriter, ThermalStreamInfo
 from station.types import Frame
