@@ -9,7 +9,6 @@ only frame of its pose), and one pair per stillness, not dozens of copies of the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from calibration.targets import PosePoints, TargetNotFound, TargetSpec, detect, match_pose
 from station.errors import StationError
 from station.intake import open_intake
+from station.profile import focal_from_hfov
 
 STILL_PX = 1.0  # visible points moving less than this between frames: the target is still
 NEIGHBOUR_S = 0.25  # frames further apart than this are not compared for motion
@@ -25,7 +25,7 @@ SAME_POSE_PX = 5.0  # a still pose within this of the last one kept is the same 
 
 
 def _focal(width: int, hfov_deg: float, focal: float | None) -> float:
-    return focal or (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    return focal or focal_from_hfov(width, hfov_deg)
 
 
 def poses_from_recording(

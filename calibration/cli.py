@@ -10,7 +10,6 @@ station uses the active one unless ``--calibration`` says otherwise. Every fault
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,11 +17,13 @@ import click
 
 from calibration.cli_blackbody import blackbody_command, verify_command
 from station import verification
+from station.cli_group import StationGroup
 from station.errors import StationError
 from station.profile import (
     MAX_CALIBRATION_AGE_DAYS,
     CalibrationProfile,
     Radiometry,
+    focal_from_hfov,
     utc_now_iso,
 )
 from station.profiles import ProfileStore
@@ -31,7 +32,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_VISIBLE_HFOV_DEG = 60.0
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=StationGroup, context_settings=CONTEXT)
 def calibrate() -> None:
     """The technicians' calibration commands.
 
@@ -147,9 +148,6 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
         raise click.UsageError("give exactly one of: image PAIRS, --recording DIR, --live, --points FILE")
     store = _store(profiles)
     base = _base_profile(store, base_path)
-    if visible_focal_px is None:
-        width = _visible_width(pairs, recording, points_file)
-        visible_focal_px = (width / 2.0) / math.tan(math.radians(visible_hfov) / 2.0) if width else None
     if points_file is not None:
         from calibration.points import read_points
 
@@ -159,11 +157,10 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
         parallax = has_depth
     else:
         spec = _spec(target_kind, size_mm, pattern, dictionary)
-        found = list(_poses(pairs, recording, live, visible_spec, thermal_spec, poses, spec, visible_hfov,
-                            visible_focal_px))
-        if visible_focal_px is None:
-            visible_focal_px = found[0][1] if found else 1.0
-        found = [pose for pose, _ in found]
+        measured = list(_poses(pairs, recording, live, visible_spec, thermal_spec, poses, spec, visible_hfov,
+                               visible_focal_px))
+        visible_focal_px = visible_focal_px or measured[0][1]  # the focal the depths were measured with
+        found = [pose for pose, _ in measured]
         parallax = True
     fit = fit_registration(found, visible_focal_px or 1.0, reference_distance_m=reference_m, parallax=parallax)
     if visible_focal_px is None:
@@ -185,20 +182,6 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
         click.echo(f"also written to {out}")
 
 
-def _visible_width(pairs: tuple[Path, ...], recording: Path | None, points_file: Path | None) -> int | None:
-    if recording is not None:
-        from station.recording import Recording
-
-        rec = Recording.open(recording)
-        return rec.visible.width if rec.visible is not None else None
-    if pairs:
-        from calibration.targets import load_image, pair_files
-
-        _, visible, _ = pair_files(list(pairs))[0]
-        return int(load_image(visible).shape[1])
-    return None
-
-
 def _poses(pairs, recording, live, visible_spec, thermal_spec, n_poses, spec, hfov, focal) -> Iterator[tuple]:
     """(PosePoints, focal) for every usable pose of the chosen input."""
     from calibration.targets import load_image, match_pose, pair_files
@@ -206,7 +189,7 @@ def _poses(pairs, recording, live, visible_spec, thermal_spec, n_poses, spec, hf
     if pairs:
         for name, visible_path, thermal_path in pair_files(list(pairs)):
             visible, thermal = load_image(visible_path), load_image(thermal_path)
-            f = focal or (visible.shape[1] / 2.0) / math.tan(math.radians(hfov) / 2.0)
+            f = focal or focal_from_hfov(visible.shape[1], hfov)
             yield match_pose(name, visible, thermal, spec, f), f
         return
     if recording is not None:

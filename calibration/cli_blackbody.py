@@ -5,9 +5,8 @@ result as a new profile of the station's history (:class:`station.profiles.Profi
 also makes active. ``verify`` checks a profile against its blackbody and logs the outcome in the
 station's event store, so an auditor can see the station was in tolerance on a given day.
 
-Both commands are plain click commands; ``calibration.cli`` adds them to the ``calibrate`` group. They
-turn every fault into one ``Error:`` line with exit 1 themselves (as :class:`station.cli.StationGroup`
-does for the station's own commands), so they behave the same wherever they are mounted. Exit codes:
+Both commands are plain click commands; ``calibration.cli`` adds them to the ``calibrate`` group, a
+:class:`station.cli_group.StationGroup`, which turns every fault into one ``Error:`` line. Exit codes:
 
 * ``0``: done (``verify``: the blackbody reads within tolerance);
 * ``1``: a fault (a bad path, a corrupt profile, no blackbody found), one line;
@@ -20,14 +19,13 @@ The science is in :mod:`calibration.blackbody`; this module only reads frames an
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
@@ -66,25 +64,6 @@ MAX_FRAMES = 300
 #: in it, a --roi over the emitter's edge, a source still warming up); the station's own monitor
 #: refuses a frame above the same spread.
 MAX_SPREAD_C = 0.5
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line_errors(command: F) -> F:
-    """Turn the station's errors (and OS errors) into click's one-line ``Error:`` and exit 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except StationError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:  # a full disk, a read-only directory, a file that vanished
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 class RoiType(click.ParamType):
     """``X1,Y1,X2,Y2`` in thermal pixels, the profile's convention (``frame[y1:y2, x1:x2]``)."""
@@ -265,7 +244,6 @@ def _overlaps(a: Sequence[int], b: Sequence[int]) -> bool:
 @click.option("--technician", required=True, metavar="NAME", help="Who calibrates; recorded in the profile.")
 @click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The profile history (default: $XDG_DATA_HOME/fever-station/profiles).")
-@_one_line_errors
 def blackbody_command(
     setpoints: tuple[float, ...],
     recordings: tuple[Path, ...],
@@ -383,7 +361,6 @@ def blackbody_command(
               help="Event store the result is logged in (default: the station's).")
 @click.option("--tolerance", "tolerance_c", type=click.FloatRange(0.0, 5.0, min_open=True), metavar="C",
               help="Override the profile's tolerance, °C.")
-@_one_line_errors
 def verify_command(
     recording: Path | None,
     reading: float | None,

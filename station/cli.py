@@ -238,13 +238,11 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
     from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, open_station, run_headless
     from station.intake import open_intake
-    from station.retention import RetentionPolicy
 
     config = load_config(default_config_path())
-    retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
     policy = config.alarm_policy()
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, reference_c=reference_c) as intake:
-        with open_station(intake, db=db, policy=policy, retention=retention) as station, \
+        with open_station(intake, db=db, policy=policy, retention=config.retention_policy()) as station, \
                 events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             log = station.log
@@ -267,7 +265,6 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     from station.model_setup import load_model_path
     from station.profile import CalibrationProfile
     from station.recording import Recording
-    from station.retention import RetentionPolicy
 
     config_path = default_config_path()
     config = load_config(config_path)
@@ -281,9 +278,8 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
     def factory():
         with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None,
                          reference_c=reference_c) as intake:
-            retention = RetentionPolicy(config.retention_images_days, config.retention_records_days)
             with open_station(intake, db=db, policy=config.alarm_policy(),
-                              retention=retention) as station:
+                              retention=config.retention_policy()) as station:
                 yield station
 
     from ui.app import run_window

@@ -24,7 +24,7 @@ import tomli_w
 from station.alarm import AlarmPolicy, AlarmSettings
 from station.errors import StationError
 from station.guidance import DEFAULT_GUIDANCE
-from station.retention import check_retention_days
+from station.retention import RetentionPolicy, check_retention_days
 
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
 
@@ -64,6 +64,10 @@ class StationConfig:
         model = None if self.body_model == "offset" else load_model(
             None if self.body_model == "default" else self.body_model)
         return AlarmPolicy(self.to_alarm_settings(), model)
+
+    def retention_policy(self) -> RetentionPolicy:
+        """How long this station keeps images and records."""
+        return RetentionPolicy(self.retention_images_days, self.retention_records_days)
 
     def check(self, where: str = "settings") -> None:
         """Raise StationError naming the first bad key."""

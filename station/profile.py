@@ -280,6 +280,11 @@ class _Reader:
 THERMAL_HFOV_DEG = {"lepton3.5": 57.0, "lepton3": 57.0, "boson": 50.0}
 
 
+def focal_from_hfov(width_px: float, hfov_deg: float) -> float:
+    """A pinhole camera's focal length in pixels from its image width and horizontal field of view."""
+    return (width_px / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+
+
 def thermal_only_profile(camera: str, width: int, *, station_id: str = "thermal-only") -> CalibrationProfile:
     """The profile of a station with only a thermal camera: identity registration, no gain/offset.
 
@@ -290,7 +295,7 @@ def thermal_only_profile(camera: str, width: int, *, station_id: str = "thermal-
     """
     hfov = THERMAL_HFOV_DEG.get(camera.lower(), 57.0)
     sensor_width = max(width, 160)  # the sensor's long side: a kiosk turns its Lepton upright
-    focal = (sensor_width / 2.0) / math.tan(math.radians(hfov) / 2.0)
+    focal = focal_from_hfov(sensor_width, hfov)
     return CalibrationProfile(
         station_id=station_id,
         created=utc_now_iso(),

@@ -8,7 +8,6 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 from cli_checks import one_line_error
@@ -20,7 +19,8 @@ from calibration.blackbody import (
     read_blackbody,
     verify_reading,
 )
-from calibration.cli_blackbody import EXIT_VERIFY_FAILED, blackbody_command, verify_command
+from calibration.cli import calibrate  # the two commands as the station mounts them
+from calibration.cli_blackbody import EXIT_VERIFY_FAILED
 from station.profile import Blackbody, CalibrationProfile, Radiometry, utc_now_iso
 from station.profiles import ProfileStore
 from station.recording import Recording
@@ -28,15 +28,6 @@ from station.sim.simulator import Simulation, SimulationConfig, write_recording
 from station.store import EventStore
 
 SENSOR_OFFSET_C = 0.8
-
-
-@click.group()
-def calibrate() -> None:
-    """The two commands as the lead mounts them (``station calibrate``)."""
-
-
-calibrate.add_command(blackbody_command, "blackbody")
-calibrate.add_command(verify_command, "verify")
 
 
 def _run(*args: object):
