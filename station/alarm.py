@@ -231,11 +231,17 @@ class AlarmPolicy:
     caller supplies. The same sequence of calls always gives the same verdicts.
     """
 
-    def __init__(self, settings: AlarmSettings | None = None, body_model: BodyModel | None = None) -> None:
+    def __init__(self, settings: AlarmSettings | None = None, body_model: BodyModel | None = None,
+                 glasses_model: BodyModel | None = None) -> None:
         self.settings = settings if settings is not None else AlarmSettings()
         #: Skin -> body temperature: a model fitted to real people (``models/body-model.json``), or, when
         #: None, the settings' constant offset. The room temperature it may use is set by the engine.
         self.body_model = body_model
+        #: The same for the second site (forehead and mouth) read when glasses hide the canthi
+        #: (``models/body-model-glasses.json``); None: spectacle wearers are asked to remove them.
+        if glasses_model is not None and glasses_model.site != "forehead_mouth":
+            raise ValueError(f"AlarmPolicy.glasses_model: expected a forehead_mouth model, got {glasses_model.site!r}")
+        self.glasses_model = glasses_model
         self.ambient_c: float | None = None
         self._recent: deque[float] = deque(maxlen=self.settings.baseline_size)
         self._baseline: float | None = None
@@ -261,18 +267,22 @@ class AlarmPolicy:
         return len(self._recent)
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, skin_c: float | None, quality: Iterable[str], t: float) -> tuple[str, float | None]:
+    def decide(self, skin_c: float | None, quality: Iterable[str], t: float,
+               site: str = "canthus") -> tuple[str, float | None]:
         """The level and body temperature for one person's final skin reading.
 
         Parameters
         ----------
         skin_c
-            The person's canthus temperature, or ``None`` when they could not be measured.
+            The person's skin temperature at ``site``, or ``None`` when they could not be measured.
         quality
             Quality flags of the reading (see ``station.types.QUALITY_FLAGS``). A flagged reading is
             still classified, since an alarm must never be lost to a flag, but it never feeds the baseline.
         t
             When the decision is made, seconds on the station's timeline (for the re-measure window).
+        site
+            Where ``skin_c`` was read: ``"canthus"``, or ``"forehead_mouth"`` for a spectacle wearer (needs
+            the policy's ``glasses_model``).
 
         Returns
         -------
@@ -287,22 +297,39 @@ class AlarmPolicy:
             return "retry", None  # a retry leaves a pending re-measure armed: the person will try again
         if isinstance(skin_c, bool) or not math.isfinite(float(skin_c)):
             raise ValueError(f"AlarmPolicy.decide: expected a finite skin temperature or None, got {skin_c!r}")
-        body = round(self.body_of(float(skin_c)), 2)
+        body = round(self.body_of(float(skin_c), site), 2)
         held = self._take_remeasure(t)
         level = classify(body, self.settings, self._baseline, held_level=held)
-        if level == "normal" and held is None and not flags:
+        # Only the standard's site teaches the baseline: the second site is the less certain estimate.
+        if level == "normal" and held is None and not flags and site == "canthus":
             self._feed(body)
         return level, body
 
-    def body_of(self, skin_c: float) -> float:
-        """Body temperature for a canthus reading, by the model in effect."""
+    def measures(self, site: str) -> bool:
+        """Whether this policy can turn a reading at ``site`` into a body temperature."""
+        return site == "canthus" or (site == "forehead_mouth" and self.glasses_model is not None)
+
+    def body_of(self, skin_c: float, site: str = "canthus") -> float:
+        """Body temperature for a reading at ``site``, by that site's model."""
+        if site == "forehead_mouth":
+            if self.glasses_model is None:
+                raise ValueError("AlarmPolicy.body_of: no model for the forehead_mouth site")
+            return float(self.glasses_model.predict(skin_c, self.ambient_c))
+        if site != "canthus":
+            raise ValueError(f"AlarmPolicy.body_of: expected site canthus or forehead_mouth, got {site!r}")
         if self.body_model is None:
             return body_from_skin(skin_c, self.settings)
         return float(self.body_model.predict(skin_c, self.ambient_c))
 
     @property
     def body_model_id(self) -> str:
-        """Which skin-to-body model decides: logged with every decision."""
+        """Which skin-to-body model decides at the canthi: logged with every decision."""
+        return self.model_id("canthus")
+
+    def model_id(self, site: str) -> str:
+        """Which skin-to-body model turns a reading at ``site`` into body temperature (for the log)."""
+        if site == "forehead_mouth" and self.glasses_model is not None:
+            return self.glasses_model.id
         if self.body_model is None:
             return f"constant-offset+{self.settings.skin_to_body_offset_c:g}"
         return self.body_model.id

@@ -1,9 +1,27 @@
-"""Body temperature from canthus skin temperature, fitted to real people (the FDA facial/oral study).
+"""Body temperature from a skin temperature, fitted to real people (the FDA facial/oral study).
 
 The station measures skin; the thresholds are about body temperature. :class:`BodyModel` is the step
 between them: a small linear model, fitted by :func:`fit` on data in the layout of the FDA's facial and
 oral temperature study (PhysioNet ``face-oral-temp-data``, CC0), checked by :func:`cross_validate`
 against the constant offset the station used before, and stored as JSON with its provenance.
+
+Measuring sites
+---------------
+A model is about one measuring site (:data:`SITES`), its first feature:
+
+``canthus``
+    the inner canthi, the best window on core temperature the face offers, and what the station reads
+    by default (``models/body-model.json``).
+``forehead_mouth``
+    the hottest of the forehead and the mouth region, for people wearing glasses: spectacle lenses are
+    opaque in long-wave infrared, so behind them the canthi cannot be measured at all, while the face
+    outside the eye band can (``models/body-model-glasses.json``).
+
+The two sites have different offsets and slopes to core temperature (in the study the forehead/mouth
+reads 0.16 °C warmer than the canthus on average, sd 0.32 °C, and follows oral temperature with a
+slope of 0.88 against 0.79), so each has its own model; a model file says which site it is for, and the
+loaders refuse a file for the other site (:func:`load_model`, :func:`load_glasses_model`): a model fed
+the other site's reading gives a plausible number that is off by the difference, with nothing to show it.
 
 The model
 ---------
@@ -11,11 +29,11 @@ The model
 
     body_c = intercept_c + sum over features f of coefficients[f] * (x[f] - centres[f])
 
-with ``canthus`` always a feature and ``ambient`` (room temperature, °C) and ``distance`` (m) optional.
-The centres are the training means, so a missing optional input (``None`` or NaN) falls back to the
-training mean and its term vanishes: the model then answers for an average room and distance of the
-study. Optional inputs are clamped to the range seen in training (``ranges``): the model never
-extrapolates a correction it has not seen. Canthus itself is never clamped.
+with the site's skin temperature always the first feature and ``ambient`` (room temperature, °C) and
+``distance`` (m) optional. The centres are the training means, so a missing optional input (``None`` or
+NaN) falls back to the training mean and its term vanishes: the model then answers for an average room
+and distance of the study. Optional inputs are clamped to the range seen in training (``ranges``): the
+model never extrapolates a correction it has not seen. The skin temperature itself is never clamped.
 
 Why linear, and why these inputs: see ``models/README.md`` (the cross-validated comparison of the
 features tried). The short version: skin follows body temperature nearly one for one and is cooler in
@@ -29,7 +47,9 @@ third): per subject four rounds of facial temperatures, ``aveOralM`` (oral therm
 the reference), ``T_atm`` and ``Distance``. The canthus input is ``canthiMax`` (the hottest pixel of
 both inner canthi) averaged over the rounds the subject has: the station reads the hottest canthus
 pixel, made robust over frames, which a mean of per-round maxima matches (a maximum over rounds would
-build a best-of-four selection into the offset that the station does not do).
+build a best-of-four selection into the offset that the station does not do). The forehead/mouth input
+is built the same way: per round the hotter of ``T_FH_Max`` (whole forehead) and ``T_OR_Max`` (mouth
+region), averaged over the rounds that have both.
 
 Figures
 -------
@@ -63,7 +83,23 @@ from station.errors import StationError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_PATH = MODELS_DIR / "body-model.json"
+#: The model for people wearing glasses (site ``forehead_mouth``): see :func:`load_glasses_model`.
+DEFAULT_GLASSES_MODEL_PATH = MODELS_DIR / "body-model-glasses.json"
 SCHEMA_VERSION = 1
+
+#: Where the station can read skin temperature, and the study's columns behind each (a model's first feature).
+#: The canthus text is also the canthus model's provenance entry, so it must not change (see :func:`fit`).
+SITES: Mapping[str, str] = MappingProxyType({
+    "canthus": "canthiMax (max over both inner canthi) averaged over the subject's rounds 1-4",
+    "forehead_mouth": "max(T_FH_Max, T_OR_Max) per round (the hotter of the whole forehead's max and the mouth "
+                      "region's max: the face outside the eye band, for people wearing glasses) averaged over the "
+                      "subject's rounds 1-4 that have both",
+})
+#: The site the station measures when glasses hide the canthi.
+GLASSES_SITE = "forehead_mouth"
+#: A model's name when none is given: the name starts the id logged with every decision, so it says the site.
+DEFAULT_NAMES: Mapping[str, str] = MappingProxyType({"canthus": "fda-flir-linear",
+                                                     "forehead_mouth": "fda-flir-forehead-mouth-linear"})
 
 #: The condition the figures are about: oral temperature at or above this is "febrile" (FDA study, ISO 80601-2-59).
 REFERENCE_FEVER_C = 37.5
@@ -71,7 +107,7 @@ REFERENCE_FEVER_C = 37.5
 CV_FOLDS = 10
 CV_SEED = 7
 
-#: Inputs a model may use besides canthus: the station can measure them at run time.
+#: Inputs a model may use besides its site's skin temperature: the station can measure them at run time.
 MODEL_FEATURES = ("ambient", "distance")
 #: Further columns of the study that cross-validation can try, but that a model cannot use (see module notes).
 RESEARCH_FEATURES = ("forehead", "face_max", "humidity")
@@ -79,8 +115,11 @@ CANDIDATE_FEATURES = MODEL_FEATURES + RESEARCH_FEATURES
 
 #: The study's columns behind each input; a number is the round (1-4).
 _ROUND_COLUMNS = {"canthus": "canthiMax", "forehead": "T_FHC_Max", "face_max": "T_Max"}
+#: ``forehead_mouth`` is built from two of them per round (see :func:`read_fda_csv`).
+_FOREHEAD_MOUTH_STEMS = ("T_FH_Max", "T_OR_Max")
 _REQUIRED = ("SubjectID", "aveOralM", "T_atm", "Distance") + tuple(f"canthiMax{k}" for k in range(1, 5))
-_OPTIONAL = ("Humidity", "Date") + tuple(f"{c}{k}" for c in ("T_FHC_Max", "T_Max") for k in range(1, 5))
+_OPTIONAL = ("Humidity", "Date") + tuple(f"{c}{k}" for c in ("T_FHC_Max", "T_Max") + _FOREHEAD_MOUTH_STEMS
+                                         for k in range(1, 5))
 HEADER_ROW = 3  # 1-based: the row with the column names (pandas' header=2)
 
 # Plausibility: a temperature outside these is the wrong unit or the wrong column, and refused; a distance
@@ -108,16 +147,20 @@ FDA_LICENCE = "CC0-1.0"
 class FdaData:
     """One row per subject of a CSV in the FDA study's layout; NaN where a value is missing.
 
-    ``canthus`` is canthiMax averaged over the subject's rounds, ``oral`` is aveOralM, ``ambient`` T_atm,
-    ``distance`` Distance (m), ``forehead`` T_FHC_Max and ``face_max`` T_Max (both averaged over rounds),
-    ``humidity`` Humidity (%), ``day`` the measurement date as days since 1970 (for the check across
-    time). Subjects without aveOralM or without any canthiMax are left out and counted in ``notes``.
+    ``canthus`` is canthiMax averaged over the subject's rounds, ``forehead_mouth`` the per-round max of
+    T_FH_Max and T_OR_Max averaged over the rounds with both (the two :data:`SITES`), ``oral`` is
+    aveOralM, ``ambient`` T_atm, ``distance`` Distance (m), ``forehead`` T_FHC_Max and ``face_max`` T_Max
+    (both averaged over rounds), ``humidity`` Humidity (%), ``day`` the measurement date as days since
+    1970 (for the check across time), ``rounds`` the number of rounds with canthiMax. Subjects without
+    aveOralM or without a value for any site are left out and counted in ``notes``; a subject with one
+    site but not the other is kept, and left out only of what needs the missing site (:meth:`with_site`).
     """
 
     path: str
     sha256: str
     subject_id: np.ndarray
     canthus: np.ndarray
+    forehead_mouth: np.ndarray
     oral: np.ndarray
     ambient: np.ndarray
     distance: np.ndarray
@@ -137,9 +180,19 @@ class FdaData:
         return self.oral >= REFERENCE_FEVER_C
 
     def column(self, name: str) -> np.ndarray:
-        if name not in ("canthus",) + CANDIDATE_FEATURES:
-            raise StationError(f"feature {name!r}: expected one of canthus, {', '.join(CANDIDATE_FEATURES)}")
+        """A site's skin temperature or a candidate feature, by name (NaN where the subject lacks it)."""
+        if name not in tuple(SITES) + CANDIDATE_FEATURES:
+            raise StationError(f"feature {name!r}: expected one of {', '.join(tuple(SITES) + CANDIDATE_FEATURES)}")
         return getattr(self, name)
+
+    def with_site(self, site: str) -> FdaData:
+        """The subjects who have a value for ``site``: what a fit or check of that site's model can use.
+
+        A model for one site says nothing about a subject whose site was not measured, and a NaN in
+        the fitted column would poison the least squares; such subjects are left out, not imputed.
+        """
+        _check_site(site)
+        return self.subset(~np.isnan(self.column(site)))
 
     def subset(self, mask: np.ndarray) -> FdaData:
         """The subjects where ``mask`` is true (same file, same notes)."""
@@ -147,8 +200,14 @@ class FdaData:
         return FdaData(path=self.path, sha256=self.sha256, notes=self.notes, **arrays)
 
 
-_ARRAY_FIELDS = ("subject_id", "canthus", "oral", "ambient", "distance", "forehead", "face_max", "humidity",
-                 "day", "rounds")
+_ARRAY_FIELDS = ("subject_id", "canthus", "forehead_mouth", "oral", "ambient", "distance", "forehead", "face_max",
+                 "humidity", "day", "rounds")
+
+
+def _check_site(site: Any, where: str = "site") -> str:
+    if site not in SITES:
+        raise StationError(f"{where}: expected one of {', '.join(SITES)}, got {_show(site)}")
+    return site
 
 
 def _number(text: str, where: str) -> float:
@@ -179,7 +238,14 @@ def _day(text: str) -> float:
 
 
 def read_fda_csv(path: str | Path) -> FdaData:
-    """Read a CSV in the FDA facial/oral study's layout; every fault is one line naming file and column."""
+    """Read a CSV in the FDA facial/oral study's layout; every fault is one line naming file and column.
+
+    Each site's value is a mean over the rounds of per-round maxima, as the station reads the hottest
+    pixel of a region made robust over frames. For ``forehead_mouth`` a round counts only when it has
+    both T_FH_Max and T_OR_Max: the max of one of them alone would be a different, cooler site. The
+    T_FH_Max and T_OR_Max columns are optional (a file without them simply has no forehead_mouth), and
+    range-checked as skin temperatures like every other facial column.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -215,7 +281,8 @@ def read_fda_csv(path: str | Path) -> FdaData:
     ids: list[str] = []
     values: dict[str, list[float]] = {name: [] for name in _ARRAY_FIELDS if name != "subject_id"}
     seen: dict[str, int] = {}
-    no_oral = no_canthus = 0
+    no_oral = no_site = canthus_missing = forehead_mouth_missing = 0
+    has_forehead_mouth = any(f"{stem}{k}" in index for stem in _FOREHEAD_MOUTH_STEMS for k in range(1, 5))
     far: list[str] = []
     for line_no, row in enumerate(rows[HEADER_ROW:], start=HEADER_ROW + 1):
         if not any(cell.strip() for cell in row):
@@ -238,12 +305,20 @@ def read_fda_csv(path: str | Path) -> FdaData:
             got = [_check_range(cell(f"{stem}{k}"), _SKIN_RANGE_C, f"{at}: {stem}{k}", "a skin temperature in °C")
                    for k in range(1, 5)]
             rounds[key] = [v for v in got if not math.isnan(v)]
+        rounds["forehead_mouth"] = []
+        for k in range(1, 5):
+            pair = [_check_range(cell(f"{stem}{k}"), _SKIN_RANGE_C, f"{at}: {stem}{k}", "a skin temperature in °C")
+                    for stem in _FOREHEAD_MOUTH_STEMS]
+            if not any(math.isnan(v) for v in pair):
+                rounds["forehead_mouth"].append(max(pair))
         if math.isnan(oral):
             no_oral += 1
             continue
-        if not rounds["canthus"]:
-            no_canthus += 1
+        if not rounds["canthus"] and not rounds["forehead_mouth"]:
+            no_site += 1
             continue
+        canthus_missing += not rounds["canthus"]
+        forehead_mouth_missing += has_forehead_mouth and not rounds["forehead_mouth"]
         ambient = _check_range(cell("T_atm"), _AMBIENT_RANGE_C, f"{at}: T_atm", "a room temperature in °C")
         distance = cell("Distance")
         if not math.isnan(distance) and not _DISTANCE_RANGE_M[0] <= distance <= _DISTANCE_RANGE_M[1]:
@@ -253,9 +328,8 @@ def read_fda_csv(path: str | Path) -> FdaData:
         date_i = index.get("Date")
         ids.append(subject)
         values["oral"].append(oral)
-        values["canthus"].append(sum(rounds["canthus"]) / len(rounds["canthus"]))
         values["rounds"].append(float(len(rounds["canthus"])))
-        for key in ("forehead", "face_max"):
+        for key in ("canthus", "forehead_mouth", "forehead", "face_max"):
             got = rounds[key]
             values[key].append(sum(got) / len(got) if got else math.nan)
         values["ambient"].append(ambient)
@@ -263,14 +337,21 @@ def read_fda_csv(path: str | Path) -> FdaData:
         values["humidity"].append(humidity)
         values["day"].append(_day(row[date_i]) if date_i is not None and date_i < len(row) else math.nan)
     if not ids:
-        raise StationError(f"{path}: no subject with both aveOralM and canthiMax")
+        raise StationError(f"{path}: no subject with both aveOralM and a skin temperature (canthiMax, or T_FH_Max "
+                           "and T_OR_Max in one round)")
     if no_oral:
         notes.append(f"{no_oral} subjects without aveOralM left out")
-    if no_canthus:
-        notes.append(f"{no_canthus} subjects without any canthiMax left out")
+    if no_site:
+        notes.append(f"{no_site} subjects without any canthiMax" + (
+            " nor a round with both T_FH_Max and T_OR_Max" if has_forehead_mouth else "") + " left out")
     if far:
         lo, hi = _DISTANCE_RANGE_M
         notes.append(f"Distance outside {lo:g}-{hi:g} m read as missing ({'; '.join(far[:5])} m)")
+    if canthus_missing:
+        notes.append(f"{canthus_missing} subjects without any canthiMax kept for forehead_mouth only")
+    if forehead_mouth_missing:
+        notes.append(f"{forehead_mouth_missing} subjects without a round with both T_FH_Max and T_OR_Max kept for "
+                     "canthus only")
     return FdaData(path=str(path), sha256=hashlib.sha256(raw).hexdigest(),
                    subject_id=np.array(ids, dtype=object),
                    notes=tuple(notes), **{k: np.array(v, dtype=float) for k, v in values.items()})
@@ -403,10 +484,11 @@ _KEYS = ("schema_version", "name", "version", "features", "intercept_c", "coeffi
 class BodyModel:
     """``body_c = intercept_c + sum_f coefficients[f] * (x_f - centres[f])``; see the module notes.
 
-    ``features`` starts with ``"canthus"``; the others come from :data:`MODEL_FEATURES`. ``ranges`` gives
-    each optional feature's training range (inputs are clamped to it). ``provenance`` says where the
-    numbers come from: data set, its sha256, number of subjects, date fitted, the cross-validated
-    figures and the command.
+    ``features`` starts with the measuring site (:attr:`site`, one of :data:`SITES`: ``"canthus"`` or,
+    for people with glasses, ``"forehead_mouth"``), whose skin temperature is the model's main input;
+    the others come from :data:`MODEL_FEATURES`. ``ranges`` gives each optional feature's training
+    range (inputs are clamped to it). ``provenance`` says where the numbers come from: data set, its
+    sha256, number of subjects, date fitted, the cross-validated figures and the command.
     """
 
     name: str
@@ -429,10 +511,12 @@ class BodyModel:
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise StationError(f"{where}: version: expected an integer >= 1, got {_show(self.version)}")
         feats = self.features
-        if (not isinstance(feats, tuple) or not feats or feats[0] != "canthus"
+        if (not isinstance(feats, tuple) or not feats or feats[0] not in SITES
                 or len(set(feats)) != len(feats) or not all(f in MODEL_FEATURES for f in feats[1:])):
+            others = " or ".join(repr(s) for s in SITES if s != "canthus")
             raise StationError(f"{where}: features: expected 'canthus' then any of {', '.join(MODEL_FEATURES)} "
-                               f"(each once), got {_show(list(feats) if isinstance(feats, tuple) else feats)}")
+                               f"(each once; the site {others} may stand first instead of 'canthus'), "
+                               f"got {_show(list(feats) if isinstance(feats, tuple) else feats)}")
         _finite(self.intercept_c, f"{where}: intercept_c", *_BODY_RANGE_C)
         for key, table in (("coefficients", self.coefficients), ("centres", self.centres)):
             if not isinstance(table, Mapping) or set(table) != set(feats):
@@ -440,7 +524,7 @@ class BodyModel:
                 raise StationError(f"{where}: {key}: expected a value for each of {', '.join(feats)}, got {_show(got)}")
             for f in feats:
                 _finite(table[f], f"{where}: {key}.{f}")
-        _finite(self.coefficients["canthus"], f"{where}: coefficients.canthus", 0.2, 2.0)
+        _finite(self.coefficients[feats[0]], f"{where}: coefficients.{feats[0]}", 0.2, 2.0)
         if not isinstance(self.ranges, Mapping) or set(self.ranges) != set(feats[1:]):
             got = sorted(self.ranges) if isinstance(self.ranges, Mapping) else self.ranges
             raise StationError(f"{where}: ranges: expected a [low, high] for each of {', '.join(feats[1:]) or 'none'}, "
@@ -460,6 +544,11 @@ class BodyModel:
         object.__setattr__(self, "ranges", MappingProxyType(
             {f: (float(self.ranges[f][0]), float(self.ranges[f][1])) for f in feats[1:]}))
 
+    @property
+    def site(self) -> str:
+        """Where the skin temperature the model takes is measured (``features[0]``, one of :data:`SITES`)."""
+        return self.features[0]
+
     # ---------------------------------------------------------------------------------- identity
     def parameters(self) -> dict[str, Any]:
         """What decides the model's answers (not its provenance): what :attr:`id` hashes."""
@@ -474,7 +563,10 @@ class BodyModel:
         return f"{self.name}-v{self.version}@{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
     def formula(self) -> str:
-        """The model as one readable line, e.g. ``body = 37.028 + 0.787*(canthus - 35.788) - ...``."""
+        """The model as one readable line, e.g. ``body = 37.028 + 0.787*(canthus - 35.788) - ...``.
+
+        The first term names the site, so a log or a printout says which skin the model reads.
+        """
         parts = [f"body = {self.intercept_c:.3f}"]
         for f in self.features:
             b = self.coefficients[f]
@@ -483,19 +575,22 @@ class BodyModel:
         return " ".join(parts)
 
     # ---------------------------------------------------------------------------------- use
-    def predict(self, canthus_c: Any, ambient_c: Any = None, distance_m: Any = None) -> Any:
-        """Body temperature (°C) from canthus skin temperature, and optionally room temperature and distance.
+    def predict(self, skin_c: Any, ambient_c: Any = None, distance_m: Any = None) -> Any:
+        """Body temperature (°C) from the site's skin temperature, and optionally room temperature and distance.
 
-        Scalars in, a float out (pure Python, a microsecond or two: cheap enough per decision); arrays in
-        (broadcast together), an array out. An optional input that is ``None`` or NaN falls back to the
-        training mean (its term is then zero); one outside the training range is clamped to it. Inputs
-        the model does not use are ignored. A NaN canthus gives NaN.
+        ``skin_c`` is measured where the model's :attr:`site` says (the canthus, or for the glasses model
+        the hottest of forehead and mouth); the model cannot check that, the loaders do. Scalars in, a
+        float out (pure Python, a microsecond or two: cheap enough per decision); arrays in (broadcast
+        together), an array out. An optional input that is ``None`` or NaN falls back to the training
+        mean (its term is then zero); one outside the training range is clamped to it. Inputs the model
+        does not use are ignored. A NaN skin temperature gives NaN.
         """
         given = {"ambient": ambient_c, "distance": distance_m}
-        if all(v is None or isinstance(v, int | float) for v in (canthus_c, ambient_c, distance_m)):
-            if canthus_c is None:
-                raise ValueError("BodyModel.predict: canthus_c is required")
-            body = self.intercept_c + self.coefficients["canthus"] * (float(canthus_c) - self.centres["canthus"])
+        site = self.site
+        if all(v is None or isinstance(v, int | float) for v in (skin_c, ambient_c, distance_m)):
+            if skin_c is None:
+                raise ValueError("BodyModel.predict: skin_c is required")
+            body = self.intercept_c + self.coefficients[site] * (float(skin_c) - self.centres[site])
             for f in self.features[1:]:
                 x = given[f]
                 if x is None or math.isnan(x):
@@ -503,8 +598,8 @@ class BodyModel:
                 low, high = self.ranges[f]
                 body += self.coefficients[f] * (min(max(float(x), low), high) - self.centres[f])
             return body
-        canthus = np.asarray(canthus_c, dtype=float)
-        body = self.intercept_c + self.coefficients["canthus"] * (canthus - self.centres["canthus"])
+        skin = np.asarray(skin_c, dtype=float)
+        body = self.intercept_c + self.coefficients[site] * (skin - self.centres[site])
         for f in self.features[1:]:
             x = given[f]
             if x is None:
@@ -516,7 +611,8 @@ class BodyModel:
         return body
 
     def predict_data(self, data: FdaData) -> np.ndarray:
-        return np.asarray(self.predict(data.canthus, data.ambient, data.distance), dtype=float)
+        """Estimates for every subject of ``data`` from the model's site (NaN where it is missing)."""
+        return np.asarray(self.predict(data.column(self.site), data.ambient, data.distance), dtype=float)
 
     # ---------------------------------------------------------------------------------- files
     def to_json(self) -> str:
@@ -569,8 +665,26 @@ class BodyModel:
         return model
 
 
-def load_model(path: str | Path | None = None) -> BodyModel:
-    """The model in ``path`` (default: the shipped ``models/body-model.json``)."""
+def load_model(path: str | Path | None = None, site: str | None = "canthus") -> BodyModel:
+    """The model in ``path`` (default: the shipped ``models/body-model.json``), refusing one for another site.
+
+    Parameters
+    ----------
+    path
+        A model file written by :meth:`BodyModel.to_json`; ``None`` for the shipped canthus model.
+    site
+        The site the caller will feed (one of :data:`SITES`), or ``None`` to accept any (for tools that
+        only look at a model, such as ``station body-model evaluate``). The station's canthus path asks
+        for ``"canthus"``: a glasses (``forehead_mouth``) model there would be fed canthus readings, with
+        another offset and slope than it was fitted on, and every estimate would be off without a sign.
+
+    Raises
+    ------
+    StationError
+        One line naming the file and the fault, including a model for a site other than ``site``.
+    """
+    if site is not None:
+        _check_site(site, "load_model: site")
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
     try:
         text = path.read_text(encoding="utf-8")
@@ -580,13 +694,35 @@ def load_model(path: str | Path | None = None) -> BodyModel:
         raise StationError(f"{path}: not a JSON model (not UTF-8 text)") from None
     except OSError as exc:
         raise StationError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
-    return BodyModel.from_json(text, where=str(path))
+    model = BodyModel.from_json(text, where=str(path))
+    if site is not None and model.site != site:
+        raise StationError(f"{path}: site: a model for {model.site!r}, expected one for {site!r} "
+                           f"({_SITE_USE[site]})")
+    return model
+
+
+#: What each site's model is for, in the loaders' refusals.
+_SITE_USE = {"canthus": "the canthus reading of people without glasses",
+             "forehead_mouth": "the forehead/mouth reading of people wearing glasses"}
+
+
+def load_glasses_model(path: str | Path | None = None) -> BodyModel:
+    """The model for people wearing glasses (site ``forehead_mouth``; default ``models/body-model-glasses.json``).
+
+    Like :func:`load_model`, and refusing (one StationError line) a file whose site is not
+    ``forehead_mouth``: a canthus model fed a forehead/mouth reading (on average 0.16 °C warmer than
+    the canthus in the FDA study) would overstate body temperature, by a different amount for each person.
+    """
+    return load_model(DEFAULT_GLASSES_MODEL_PATH if path is None else path, site=GLASSES_SITE)
 
 
 # ============================================================================================== fitting
 @dataclass(frozen=True)
 class _Linear:
-    """A fitted linear map on centred inputs (any candidate features, for cross-validation)."""
+    """A fitted linear map on centred inputs (any candidate features, for cross-validation).
+
+    ``features[0]`` is the site (never clamped); the others are clamped to their training ranges.
+    """
 
     features: tuple[str, ...]
     intercept: float
@@ -607,11 +743,18 @@ class _Linear:
 def _fit_linear(data: FdaData, features: Sequence[str], ridge: float) -> _Linear:
     """Least squares of oral on centred inputs; missing optional inputs at the mean (term zero).
 
-    ``ridge`` >= 0 pulls the coefficients towards the constant offset (canthus 1, everything else 0) with
+    The site is the first column: ``features[0]`` when it is one of :data:`SITES`, else ``canthus``
+    (so ``("ambient",)`` means canthus + ambient, as before sites existed). Every subject must have the
+    site's value (see :meth:`FdaData.with_site`): a missing site is not an input that can sit at its mean.
+
+    ``ridge`` >= 0 pulls the coefficients towards the constant offset (site 1, everything else 0) with
     a penalty ``ridge * n * var(x_f) * (b_f - prior_f)^2``: scale-free, and for one input ``ridge = 1``
     lands half-way between least squares and the prior.
     """
-    feats = ("canthus",) + tuple(f for f in features if f != "canthus")
+    site = features[0] if features and features[0] in SITES else "canthus"
+    feats = (site,) + tuple(f for f in features if f != site)
+    if np.isnan(data.column(site)).any():
+        raise StationError(f"{data.path}: {site}: missing for some subjects; fit on data.with_site({site!r})")
     n = data.n
     columns, centres, ranges = [], [], []
     for f in feats:
@@ -637,15 +780,33 @@ def _fit_linear(data: FdaData, features: Sequence[str], ridge: float) -> _Linear
     return _Linear(feats, intercept, coefficients, np.array(centres), np.array(ranges))
 
 
-def fit(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0, name: str = "fda-flir-linear",
-        version: int = 1, thresholds: tuple[float, float] = (37.3, 38.0), folds: int = CV_FOLDS, seed: int = CV_SEED,
-        provenance: dict[str, Any] | None = None) -> BodyModel:
-    """Fit a model on all of ``data``, with its cross-validated figures in the provenance.
+def fit(data: FdaData, features: Sequence[str] = ("ambient",), *, site: str = "canthus", ridge: float = 0.0,
+        name: str | None = None, version: int = 1, thresholds: tuple[float, float] = (37.3, 38.0),
+        folds: int = CV_FOLDS, seed: int = CV_SEED, provenance: dict[str, Any] | None = None) -> BodyModel:
+    """Fit a model on all of ``data`` that has the site, with its cross-validated figures in the provenance.
 
-    ``features`` are the optional inputs besides canthus (from :data:`MODEL_FEATURES`); ``ridge`` the pull
-    towards the constant offset (see :func:`_fit_linear`; 0 is plain least squares). Coefficients are
-    rounded to 6 decimals so that the JSON file is the model, exactly.
+    Parameters
+    ----------
+    data
+        Subjects in the FDA layout; those without a value for ``site`` are left out (counted in the
+        provenance as ``n_without_site``, always for a non-canthus site, for canthus only when there are any).
+    features
+        The optional inputs besides the site's skin temperature (from :data:`MODEL_FEATURES`).
+    site
+        The measuring site (one of :data:`SITES`), the model's first feature.
+    ridge
+        The pull towards the constant offset (see :func:`_fit_linear`; 0 is plain least squares).
+    name
+        The model's name; ``None`` for the site's default (:data:`DEFAULT_NAMES`).
+
+    Notes
+    -----
+    Coefficients are rounded to 6 decimals so that the JSON file is the model, exactly. The canthus
+    model's provenance is exactly what it was before models had sites (a ``canthus`` entry describing
+    the column), so that re-running the documented command reproduces ``models/body-model.json`` but for
+    the date; other sites record ``site`` and ``site_columns`` instead.
     """
+    _check_site(site)
     for f in features:
         if f not in MODEL_FEATURES:
             why = "the station does not measure it at run time" if f in RESEARCH_FEATURES else "unknown feature"
@@ -653,30 +814,41 @@ def fit(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float =
                                f"{', '.join(MODEL_FEATURES)}")
     if not (isinstance(ridge, int | float) and math.isfinite(ridge) and ridge >= 0):
         raise StationError(f"ridge: expected a number >= 0, got {ridge!r}")
-    linear = _fit_linear(data, features, float(ridge))
-    cv = cross_validate(data, features, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+    name = DEFAULT_NAMES[site] if name is None else name
+    usable = data.with_site(site)
+    if usable.n == 0:
+        raise StationError(f"{data.path}: no subject has a {site} value ({SITES[site]})")
+    without = data.n - usable.n
+    linear = _fit_linear(usable, (site, *features), float(ridge))
+    cv = cross_validate(usable, features, site=site, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
 
     def r6(x: float) -> float:
         return round(float(x), 6)
 
-    info = {
+    info: dict[str, Any] = {
         "data_set": FDA_DATA_SET,
         "data_file": Path(data.path).name,
         "data_sha256": data.sha256,
-        "n_subjects": data.n,
-        "n_febrile": int(data.febrile.sum()),
+        "n_subjects": usable.n,
+        "n_febrile": int(usable.febrile.sum()),
         "reference": f"aveOralM (oral thermometer, monitor mode); febrile = oral >= {REFERENCE_FEVER_C} °C",
-        "canthus": "canthiMax (max over both inner canthi) averaged over the subject's rounds 1-4",
-        "fitted": dt.date.today().isoformat(),
-        "method": "least squares on centred inputs" + (f", ridge {ridge:g} towards the constant offset" if ridge
-                                                       else ""),
     }
+    if site == "canthus":
+        info["canthus"] = SITES["canthus"]
+    else:
+        info["site"] = site
+        info["site_columns"] = SITES[site]
+    if without or site != "canthus":
+        info["n_without_site"] = without
+    info["fitted"] = dt.date.today().isoformat()
+    info["method"] = "least squares on centred inputs" + (f", ridge {ridge:g} towards the constant offset" if ridge
+                                                          else "")
     info.update(provenance or {})
     info["cross_validation"] = cv.to_dict()
     info["across_time"] = [{"direction": s.direction, "n_train": s.n_train, "n_test": s.n_test,
                             "baseline_mae_c": _round4(s.baseline.mae_c), "model_mae_c": _round4(s.model.mae_c),
                             "baseline_bias_c": _round4(s.baseline.bias_c), "model_bias_c": _round4(s.model.bias_c)}
-                           for s in time_split(data, features, ridge=ridge, thresholds=thresholds)]
+                           for s in time_split(usable, features, site=site, ridge=ridge, thresholds=thresholds)]
     return BodyModel(
         name=name, version=version, features=linear.features, intercept_c=r6(linear.intercept),
         coefficients={f: r6(b) for f, b in zip(linear.features, linear.coefficients, strict=True)},
@@ -687,14 +859,22 @@ def fit(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float =
 
 def evaluate(model: BodyModel, data: FdaData, thresholds: tuple[float, float],
              reference_c: float = REFERENCE_FEVER_C) -> Figures:
-    """The model's figures on ``data`` at the thresholds (elevated_c, fever_c) on estimated body temperature."""
+    """The model's figures at the thresholds (elevated_c, fever_c) on estimated body temperature.
+
+    On the subjects of ``data`` that have the model's site (the others cannot be estimated by it).
+    """
+    data = data.with_site(model.site)
     return figures(model.predict_data(data), data.oral, thresholds, reference_c)
 
 
 def offset_figures(offset_c: float, data: FdaData, thresholds: tuple[float, float],
-                   reference_c: float = REFERENCE_FEVER_C) -> Figures:
-    """The figures of the constant offset (body = canthus + ``offset_c``): what the station does without a model."""
-    return figures(data.canthus + offset_c, data.oral, thresholds, reference_c)
+                   reference_c: float = REFERENCE_FEVER_C, site: str = "canthus") -> Figures:
+    """The figures of a constant offset (body = site + ``offset_c``): what the station does without a model.
+
+    On the subjects of ``data`` that have the site. The station's configured offset is a canthus offset.
+    """
+    data = data.with_site(site)
+    return figures(data.column(site) + offset_c, data.oral, thresholds, reference_c)
 
 
 # ============================================================================================== validation
@@ -713,6 +893,10 @@ def subject_folds(subject_id: np.ndarray, folds: int = CV_FOLDS, seed: int = CV_
 @dataclass(frozen=True)
 class CrossValidation:
     """Out-of-fold figures of a model and of the constant offset, on the same folds.
+
+    ``site`` is the model's first input, and the baseline is that site + the training folds' mean
+    offset; ``predictions``, ``baseline_predictions`` and ``fold`` are per subject of the data that has
+    the site (``n_without_site`` others were left out).
 
     ``equal_spec_*``: the baseline flags at ``reference_c`` (its specificity there is the target); the
     model's threshold is moved, on the pooled held-out estimates, to the lowest one that is at least as
@@ -741,6 +925,8 @@ class CrossValidation:
     predictions: np.ndarray = field(repr=False, compare=False)
     baseline_predictions: np.ndarray = field(repr=False, compare=False)
     fold: np.ndarray = field(repr=False, compare=False)
+    site: str = "canthus"
+    n_without_site: int = 0
 
     @property
     def folds_better(self) -> int:
@@ -750,8 +936,8 @@ class CrossValidation:
     def to_dict(self) -> dict[str, Any]:
         r = _round4
         return {
-            "folds": self.folds, "by": "subject", "seed": self.seed, "features": ["canthus", *self.features],
-            "ridge": self.ridge, "baseline": {"model": "canthus + mean offset of the training folds",
+            "folds": self.folds, "by": "subject", "seed": self.seed, "features": [self.site, *self.features],
+            "ridge": self.ridge, "baseline": {"model": f"{self.site} + mean offset of the training folds",
                                               **self.baseline.to_dict()},
             "model": self.model.to_dict(),
             "equal_specificity": {"specificity": r(self.equal_spec_target),
@@ -769,15 +955,20 @@ class CrossValidation:
 
 def cross_validate(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0,
                    thresholds: tuple[float, float] = (37.3, 38.0), folds: int = CV_FOLDS, seed: int = CV_SEED,
-                   reference_c: float = REFERENCE_FEVER_C) -> CrossValidation:
-    """K-fold cross-validation by subject of canthus + ``features`` against the constant offset.
+                   reference_c: float = REFERENCE_FEVER_C, site: str = "canthus") -> CrossValidation:
+    """K-fold cross-validation by subject of ``site`` + ``features`` against the site's constant offset.
 
     Any of :data:`CANDIDATE_FEATURES` may be tried here, including those a model cannot use. Every
     fold's model, means, ranges and offset are fitted without its held-out subjects; figures are computed
-    on the pooled held-out estimates.
+    on the pooled held-out estimates. Subjects without the site's value are left out first (counted in
+    ``n_without_site``): the baseline is the site + the training folds' mean offset, so model and
+    baseline are always judged on the same people.
     """
+    _check_site(site)
+    all_n = data.n
+    data = data.with_site(site)
     fold = subject_folds(data.subject_id, folds, seed)
-    feats = tuple(f for f in features if f != "canthus")
+    feats = tuple(f for f in features if f != site)
     for f in feats:
         if f not in CANDIDATE_FEATURES:
             raise StationError(f"feature {f!r}: expected any of {', '.join(CANDIDATE_FEATURES)}")
@@ -790,14 +981,14 @@ def cross_validate(data: FdaData, features: Sequence[str] = ("ambient",), *, rid
     for k in range(folds):
         test = fold == k
         train_data, test_data = data.subset(~test), data.subset(test)
-        linear = _fit_linear(train_data, feats, ridge)
+        linear = _fit_linear(train_data, (site, *feats), ridge)
         coefs.append(linear.coefficients)
         pred[test] = linear.predict(test_data)
-        offset = float(np.mean(train_data.oral - train_data.canthus))
-        base[test] = test_data.canthus + offset
+        offset = float(np.mean(train_data.oral - train_data.column(site)))
+        base[test] = test_data.column(site) + offset
         # A deployable threshold: chosen on the training fold to match the baseline's specificity there.
         train_pos = train_data.febrile
-        spec_train = _rate(~_at_threshold(train_data.canthus + offset, reference_c), ~train_pos)
+        spec_train = _rate(~_at_threshold(train_data.column(site) + offset, reference_c), ~train_pos)
         _, _, thr = sensitivity_at_specificity(linear.predict(train_data), train_pos, spec_train)
         trained_flag[test] = pred[test] >= thr
         fold_mae_b.append(float(np.mean(np.abs(base[test] - test_data.oral))))
@@ -807,7 +998,7 @@ def cross_validate(data: FdaData, features: Sequence[str] = ("ambient",), *, rid
     target = base_fig.spec_reference
     sens, spec, thr = sensitivity_at_specificity(pred, pos, target)
     coefs_arr = np.array(coefs)
-    names = ("canthus",) + feats
+    names = (site,) + feats
     return CrossValidation(
         features=feats, ridge=float(ridge), folds=folds, seed=seed, baseline=base_fig, model=model_fig,
         equal_spec_target=target, equal_spec_baseline_sens=base_fig.sens_reference, equal_spec_sens=sens,
@@ -816,7 +1007,7 @@ def cross_validate(data: FdaData, features: Sequence[str] = ("ambient",), *, rid
         fold_mae_model=tuple(fold_mae_m),
         coefficient_mean={f: float(m) for f, m in zip(names, coefs_arr.mean(axis=0), strict=True)},
         coefficient_sd={f: float(s) for f, s in zip(names, coefs_arr.std(axis=0), strict=True)},
-        predictions=pred, baseline_predictions=base, fold=fold)
+        predictions=pred, baseline_predictions=base, fold=fold, site=site, n_without_site=all_n - data.n)
 
 
 @dataclass(frozen=True)
@@ -831,11 +1022,15 @@ class TimeSplit:
 
 
 def time_split(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: float = 0.0,
-               thresholds: tuple[float, float] = (37.3, 38.0)) -> list[TimeSplit]:
+               thresholds: tuple[float, float] = (37.3, 38.0), site: str = "canthus") -> list[TimeSplit]:
     """A check of transfer across time (seasons, rooms, the camera's drift): early -> late and late -> early.
 
+    Model and baseline (``site`` + the training half's mean offset) on the subjects that have the site.
     Empty when the data has no usable dates or they do not split.
     """
+    _check_site(site)
+    data = data.with_site(site)
+    feats = (site, *(f for f in features if f != site))
     known = ~np.isnan(data.day)
     if known.sum() < 20:
         return []
@@ -847,19 +1042,23 @@ def time_split(data: FdaData, features: Sequence[str] = ("ambient",), *, ridge: 
     out = []
     for direction, train, test in (("early -> late", early, late), ("late -> early", late, early)):
         train_data, test_data = data.subset(train), data.subset(test)
-        linear = _fit_linear(train_data, features, ridge)
-        offset = float(np.mean(train_data.oral - train_data.canthus))
+        linear = _fit_linear(train_data, feats, ridge)
+        offset = float(np.mean(train_data.oral - train_data.column(site)))
         out.append(TimeSplit(direction, int(train.sum()), int(test.sum()),
-                             figures(test_data.canthus + offset, test_data.oral, thresholds),
+                             figures(test_data.column(site) + offset, test_data.oral, thresholds),
                              figures(linear.predict(test_data), test_data.oral, thresholds)))
     return out
 
 
 __all__ = [
     "CANDIDATE_FEATURES",
+    "DEFAULT_GLASSES_MODEL_PATH",
     "DEFAULT_MODEL_PATH",
+    "DEFAULT_NAMES",
+    "GLASSES_SITE",
     "MODEL_FEATURES",
     "REFERENCE_FEVER_C",
+    "SITES",
     "BodyModel",
     "CrossValidation",
     "FdaData",
@@ -869,6 +1068,7 @@ __all__ = [
     "evaluate",
     "figures",
     "fit",
+    "load_glasses_model",
     "load_model",
     "offset_figures",
     "read_fda_csv",

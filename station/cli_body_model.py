@@ -25,9 +25,13 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def body_model() -> None:
     """The skin-to-body temperature model: fit it to people, check it on people.
 
+    A model reads one site: the canthus (default), or for people wearing glasses, whose lenses hide the
+    canthi from the thermal camera, the hottest of the forehead and the mouth (--site forehead_mouth).
+
     \b
     Examples:
       station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --out my-model.json
+      station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --site forehead_mouth --out g.json
       station body-model evaluate ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
       station body-model evaluate people.csv --model my-model.json
     """
@@ -68,15 +72,31 @@ def _folds_below(cv: bm.CrossValidation, other: bm.CrossValidation) -> int:
     return sum(a < b for a, b in zip(cv.fold_mae_model, other.fold_mae_model, strict=True))
 
 
-def _describe(data: bm.FdaData) -> None:
+#: How the summary line says what each site is (the full text is :data:`station.body_model.SITES`).
+_SITE_SHORT = {"canthus": "canthiMax averaged over each subject's rounds",
+               "forehead_mouth": "max(T_FH_Max, T_OR_Max) per round, averaged over each subject's rounds"}
+#: Where each site's model reads the skin, in words for the operator.
+_SITE_READS = {"canthus": "the hottest pixel of the inner canthi (people without glasses)",
+               "forehead_mouth": "the hottest of the forehead and the mouth region (people wearing glasses)"}
+
+
+def _describe(data: bm.FdaData, site: str = "canthus") -> bm.FdaData:
+    """Say what the file holds and what the site is; return the subjects that have the site."""
     click.echo(f"{Path(data.path).name}: {data.n} subjects, {int(data.febrile.sum())} with oral >= "
-               f"{bm.REFERENCE_FEVER_C} °C (aveOralM); canthus = canthiMax averaged over each subject's rounds")
+               f"{bm.REFERENCE_FEVER_C} °C (aveOralM); {site} = {_SITE_SHORT[site]}")
     for note in data.notes:
         click.echo(f"note: {note}")
+    usable = data.with_site(site)
+    if usable.n < data.n:
+        click.echo(f"note: {data.n - usable.n} subjects without a {site} value left out: {usable.n} subjects, "
+                   f"{int(usable.febrile.sum())} febrile")
+    if usable.n == 0:
+        raise StationError(f"{data.path}: no subject has a {site} value ({bm.SITES[site]})")
+    return usable
 
 
-def _label(features: tuple[str, ...]) -> str:
-    return " + ".join(("canthus",) + features)
+def _label(features: tuple[str, ...], site: str = "canthus") -> str:
+    return " + ".join((site,) + features)
 
 
 def _write(path: Path, text: str) -> None:
@@ -93,34 +113,44 @@ def _write(path: Path, text: str) -> None:
 @click.argument("csv_path", metavar="CSV", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Where to write the model (JSON).")
+@click.option("--site", default="canthus", show_default=True, type=click.Choice(list(bm.SITES)),
+              help="Where the skin is read: canthus, or forehead_mouth (the hottest of forehead and mouth: for people "
+                   "wearing glasses).")
 @click.option("--features", "features_text", default="ambient", show_default=True, metavar="LIST",
-              help=f"Inputs besides canthus, comma-separated, from: {', '.join(bm.MODEL_FEATURES)}; or none.")
+              help=f"Inputs besides the site, comma-separated, from: {', '.join(bm.MODEL_FEATURES)}; or none.")
 @click.option("--ridge", default=0.0, show_default=True, type=click.FloatRange(min=0.0),
-              help="Pull towards the constant offset (canthus slope 1): 0 is least squares, 1 about half-way.")
+              help="Pull towards the constant offset (site slope 1): 0 is least squares, 1 about half-way.")
 @click.option("--folds", default=bm.CV_FOLDS, show_default=True, type=click.IntRange(2, 100))
 @click.option("--seed", default=bm.CV_SEED, show_default=True, type=int, help="Which subjects go in which fold.")
-@click.option("--name", default="fda-flir-linear", show_default=True, help="The model's name (its id starts with it).")
+@click.option("--name", default=None, help="The model's name (its id starts with it; default: "
+              + ", ".join(f"{bm.DEFAULT_NAMES[s]} for {s}" for s in bm.SITES) + ").")
 @click.option("--model-version", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--data-set", default=bm.FDA_DATA_SET, show_default=False,
               help="What the data is, for the provenance (default: the FDA study).")
 @click.option("--citation", default=bm.FDA_CITATION, show_default=False, help="How to cite the data.")
 @click.option("--licence", default=bm.FDA_LICENCE, show_default=True, help="The data's licence (SPDX).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
-def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, folds: int, seed: int, name: str,
-                model_version: int, data_set: str, citation: str, licence: str, overwrite: bool) -> None:
-    """Fit body temperature to canthus (+ FEATURES) on CSV, compare it with the constant offset, write FILE.
+def fit_command(csv_path: Path, out: Path, site: str, features_text: str, ridge: float, folds: int, seed: int,
+                name: str | None, model_version: int, data_set: str, citation: str, licence: str,
+                overwrite: bool) -> None:
+    """Fit body temperature to the site's skin (+ FEATURES) on CSV, compare with the constant offset, write FILE.
 
     CSV is in the layout of the FDA facial/oral study. Prints the cross-validated comparison (folds by
-    subject): the baseline (canthus + the training folds' mean offset), the chosen model, the model
-    without each of its inputs and with each other candidate, then the figures at the station's
-    thresholds and across time. The model and those figures go to FILE.
+    subject): the baseline (the site + the training folds' mean offset), the chosen model, the model
+    without each of its inputs and with each other candidate (for a site other than the canthus also
+    the canthus model on the same people), then the figures at the station's thresholds and across
+    time. The model and those figures go to FILE. Subjects without the site's value are left out.
 
     \b
     Examples:
       station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --out models/body-model.json
+      station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --site forehead_mouth \\
+          --out models/body-model-glasses.json
       station body-model fit people.csv --out site.json --features none --data-set "our entrance, 2026"
     """
     features = _features(features_text)
+    default_name = bm.DEFAULT_NAMES[site]
+    name = default_name if name is None else name
     if out.exists() and not overwrite:
         raise StationError(f"{out}: exists; choose another file or add --overwrite")
     if out.exists() and out.is_dir():
@@ -130,44 +160,63 @@ def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, fol
     elevated_c, fever_c, _ = _station_thresholds()
     thresholds = (elevated_c, fever_c)
     data = bm.read_fda_csv(csv_path)
-    _describe(data)
+    usable = _describe(data, site)
 
-    chosen = bm.cross_validate(data, features, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+    def cv_of(feats: tuple[str, ...], on: bm.FdaData = usable, at: str = site) -> bm.CrossValidation:
+        return bm.cross_validate(on, feats, site=at, ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+
+    chosen = cv_of(features)
     rows: list[tuple[str, bm.CrossValidation | str]] = []
     for f in features:  # without each chosen input
-        rest = tuple(g for g in features if g != f)
-        rows.append((_label(rest), bm.cross_validate(data, rest, ridge=ridge, thresholds=thresholds, folds=folds,
-                                                     seed=seed)))
-    rows.append((_label(features) + "  (chosen)", chosen))
+        rows.append((_label(tuple(g for g in features if g != f), site), cv_of(tuple(g for g in features if g != f))))
+    rows.append((_label(features, site) + "  (chosen)", chosen))
     for f in bm.CANDIDATE_FEATURES:  # with each other candidate
         if f not in features:
             mark = " †" if f in bm.RESEARCH_FEATURES else ""
             try:
-                tried: bm.CrossValidation | str = bm.cross_validate(
-                    data, features + (f,), ridge=ridge, thresholds=thresholds, folds=folds, seed=seed)
+                tried: bm.CrossValidation | str = cv_of(features + (f,))
             except StationError as exc:  # a candidate this data cannot fit (absent, constant) is only reported
                 tried = str(exc).split(": ", 1)[-1]
-            rows.append((_label(features + (f,)) + mark, tried))
+            rows.append((_label(features + (f,), site) + mark, tried))
+    # Another site is a stand-in for the canthus where it cannot be read: show what it gives up, on the same
+    # people and folds (subjects with both sites), at the same specificity as this site's baseline.
+    canthus_row: tuple[str, bm.CrossValidation, bm.FdaData] | None = None
+    if site != "canthus":
+        both = usable.with_site("canthus")
+        if both.n == usable.n:
+            canthus_row = (_label(features) + "  (canthus model)", cv_of(features, usable, "canthus"), both)
+        else:
+            click.echo(f"note: the canthus model is not compared: {usable.n - both.n} of these subjects have no "
+                       "canthiMax, so it would be judged on other people")
 
     base = chosen.baseline
-    pos = int(data.febrile.sum())
+    pos = int(usable.febrile.sum())
+    w = max([34] + [len(label) for label, _ in rows] + ([len(canthus_row[0])] if canthus_row else []))
     click.echo("")
     click.echo(f"{folds}-fold cross-validation by subject (seed {seed}); every fold fitted without its held-out "
                "subjects")
     sens_head = f"sens at spec {_f(chosen.equal_spec_target)} (thr °C)"
-    click.echo(f"{'':34} {'MAE °C':>7} {'AUC':>7}   {sens_head:<28} folds with lower MAE than")
-    click.echo(f"{'':34} {'':>7} {'':>7}   {'':<28} baseline   chosen")
-    click.echo(f"{'constant offset (baseline)':34} {base.mae_c:7.4f} {_f(base.auc, 4):>7}   "
+    click.echo(f"{'':{w}} {'MAE °C':>7} {'AUC':>7}   {sens_head:<28} folds with lower MAE than")
+    click.echo(f"{'':{w}} {'':>7} {'':>7}   {'':<28} baseline   chosen")
+    click.echo(f"{'constant offset (baseline)':{w}} {base.mae_c:7.4f} {_f(base.auc, 4):>7}   "
                f"{_f(chosen.equal_spec_baseline_sens)} {round(chosen.equal_spec_baseline_sens * pos):>3}/{pos} "
                f"({bm.REFERENCE_FEVER_C:.2f})")
     for label, cv in rows:
         if isinstance(cv, str):
-            click.echo(f"{label:34} not tried: {cv}")
+            click.echo(f"{label:{w}} not tried: {cv}")
             continue
         sens = f"{_f(cv.equal_spec_sens)} {round(cv.equal_spec_sens * pos):>3}/{pos} ({cv.equal_spec_threshold_c:.2f})"
         versus = "" if cv is chosen else f"{_folds_below(cv, chosen):>2}/{folds}"
-        click.echo(f"{label:34} {cv.model.mae_c:7.4f} {_f(cv.model.auc, 4):>7}   {sens:<28} "
+        click.echo(f"{label:{w}} {cv.model.mae_c:7.4f} {_f(cv.model.auc, 4):>7}   {sens:<28} "
                    f"{cv.folds_better:>2}/{folds}      {versus}".rstrip())
+    if canthus_row is not None:
+        label, cv, both = canthus_row
+        c_sens, _, c_thr = bm.sensitivity_at_specificity(cv.predictions, both.febrile, chosen.equal_spec_target)
+        sens = f"{_f(c_sens)} {round(c_sens * pos):>3}/{pos} ({c_thr:.2f})"
+        click.echo(f"{label:{w}} {cv.model.mae_c:7.4f} {_f(cv.model.auc, 4):>7}   {sens:<28} "
+                   f"{'':{len(f'{0:>2}/{folds}      ')}}{_folds_below(cv, chosen):>2}/{folds}".rstrip())
+        click.echo(f"  (the canthus model: what people without glasses get; its own constant offset has MAE "
+                   f"{cv.baseline.mae_c:.4f}, AUC {_f(cv.baseline.auc, 4)})")
     if any(f not in features for f in bm.RESEARCH_FEATURES):
         click.echo("† tried only: the station does not measure it (face_max: the study's hottest face pixel)")
     click.echo(f"sens at spec: the baseline flags at {bm.REFERENCE_FEVER_C} °C; each model's threshold is moved on "
@@ -177,17 +226,21 @@ def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, fol
     click.echo(f"threshold chosen on each training fold instead, the chosen model: sens {_f(chosen.trained_sens)}, "
                f"spec {_f(chosen.trained_spec)}.")
 
+    at_thresholds = [("constant offset (baseline)", base), (_label(features, site), chosen.model)]
+    if canthus_row is not None:
+        at_thresholds.append((_label(features) + " (canthus model)", canthus_row[1].model))
+    w = max([28] + [len(label) for label, _ in at_thresholds])
     click.echo("")
     click.echo(f"At the station's thresholds (on estimated body temperature; febrile = oral >= "
                f"{bm.REFERENCE_FEVER_C} °C), held out:")
-    click.echo(f"{'':28} {_group(f'elevated {elevated_c:.2f} °C')}{_group(f'fever {fever_c:.2f} °C')}"
+    click.echo(f"{'':{w}} {_group(f'elevated {elevated_c:.2f} °C')}{_group(f'fever {fever_c:.2f} °C')}"
                f"{_group(f'at {bm.REFERENCE_FEVER_C:.2f} °C')}bias °C")
-    click.echo(f"{'':28} {_group('sens   spec') * 3}".rstrip())
-    for label, fig in (("constant offset (baseline)", base), (_label(features), chosen.model)):
-        click.echo(f"{label:28} {_rates(fig.sens_elevated, fig.spec_elevated)}{_rates(fig.sens_fever, fig.spec_fever)}"
+    click.echo(f"{'':{w}} {_group('sens   spec') * 3}".rstrip())
+    for label, fig in at_thresholds:
+        click.echo(f"{label:{w}} {_rates(fig.sens_elevated, fig.spec_elevated)}{_rates(fig.sens_fever, fig.spec_fever)}"
                    f"{_rates(fig.sens_reference, fig.spec_reference)}{fig.bias_c + 0.0:+.3f}")
 
-    splits = bm.time_split(data, features, ridge=ridge, thresholds=thresholds)
+    splits = bm.time_split(usable, features, site=site, ridge=ridge, thresholds=thresholds)
     if splits:
         click.echo("")
         click.echo("Across time (fitted on the subjects before the median date, tested after it, and back): MAE °C")
@@ -197,16 +250,16 @@ def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, fol
                        f"(bias {s.model.bias_c:+.3f})")
 
     command = ["station", "body-model", "fit", str(csv_path), "--out", str(out)]
-    defaults = {"features_text": "ambient", "ridge": 0.0, "folds": bm.CV_FOLDS, "seed": bm.CV_SEED,
-                "name": "fda-flir-linear", "model_version": 1}
-    given = {"features_text": features_text, "ridge": ridge, "folds": folds, "seed": seed, "name": name,
-             "model_version": model_version}
+    defaults = {"site": "canthus", "features_text": "ambient", "ridge": 0.0, "folds": bm.CV_FOLDS,
+                "seed": bm.CV_SEED, "name": default_name, "model_version": 1}
+    given = {"site": site, "features_text": features_text, "ridge": ridge, "folds": folds, "seed": seed,
+             "name": name, "model_version": model_version}
     for key, value in given.items():
         if value != defaults[key]:
             command += [f"--{key.replace('_text', '').replace('_', '-')}", str(value)]
     provenance = {"data_set": data_set, "citation": citation, "licence": licence,
                   "command": shlex.join(command), "thresholds_c": {"elevated": elevated_c, "fever": fever_c}}
-    model = bm.fit(data, features, ridge=ridge, name=name, version=model_version, thresholds=thresholds,
+    model = bm.fit(data, features, site=site, ridge=ridge, name=name, version=model_version, thresholds=thresholds,
                    folds=folds, seed=seed, provenance=provenance)
     spread = ", ".join(f"{f} {chosen.coefficient_mean[f]:.3f} ± {chosen.coefficient_sd[f]:.3f}"
                        for f in chosen.coefficient_mean)
@@ -220,42 +273,49 @@ def fit_command(csv_path: Path, out: Path, features_text: str, ridge: float, fol
 @body_model.command("evaluate", context_settings=CONTEXT)
 @click.argument("csv_path", metavar="CSV", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="The model to check (default: the shipped models/body-model.json).")
+              help="The model to check, for either site (default: the shipped canthus model, models/body-model.json).")
 @click.option("--no-ambient", is_flag=True, help="As a station without a room thermometer: ambient at the "
               "training mean.")
 def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) -> None:
     """Check a model on CSV: MAE, ROC AUC, sensitivity and specificity at the station's thresholds.
 
     CSV is in the layout of the FDA facial/oral study; the reference is aveOralM, febrile means oral
-    >= 37.5 °C. The thresholds (elevated_c, fever_c) and the constant offset shown for comparison are
-    the station's own settings.
+    >= 37.5 °C. The model is fed its own site (canthus, or forehead_mouth for a glasses model), on the
+    subjects that have it. The thresholds (elevated_c, fever_c) and the constant offset shown for
+    comparison are the station's own settings; that offset is a canthus offset, so it is always applied
+    to the canthus.
 
     \b
     Examples:
       station body-model evaluate ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
       station body-model evaluate people.csv --model site.json --no-ambient
+      station body-model evaluate people.csv --model models/body-model-glasses.json
     """
-    model = bm.load_model(model_path)
+    # Any site's model may be checked here: the site it reads is taken from the file, not assumed.
+    model = bm.load_model() if model_path is None else bm.load_model(model_path, site=None)
     elevated_c, fever_c, offset_c = _station_thresholds()
     thresholds = (elevated_c, fever_c)
-    data = bm.read_fda_csv(csv_path)
-    _describe(data)
+    data = _describe(bm.read_fda_csv(csv_path), model.site)
     click.echo(f"model {model.id}: {model.formula()}")
+    click.echo(f"site: {model.site}, {_SITE_READS[model.site]}")
     if model.provenance.get("data_sha256") == data.sha256:
         click.echo("note: the model was fitted on this very file, so these figures are in-sample; its "
                    "cross-validated ones")
         click.echo("      are in the model file (provenance.cross_validation)")
     if no_ambient:
-        body = model.predict(data.canthus, None, data.distance)
+        body = model.predict(data.column(model.site), None, data.distance)
         fig = bm.figures(body, data.oral, thresholds)
     else:
         fig = bm.evaluate(model, data, thresholds)
     offset = bm.offset_figures(offset_c, data, thresholds)
+    # The station's offset is a canthus offset: for another site's model it is shown on the canthus, as the
+    # figures of people without glasses, not applied to a reading it was never meant for.
+    offset_label = (f"constant offset {offset_c:.2f} °C" if model.site == "canthus"
+                    else f"canthus + {offset_c:.2f} °C (no glasses)")
     click.echo("")
     click.echo(f"{'':30} {'MAE °C':>7} {'bias °C':>8} {'AUC':>7}   {_group(f'elevated {elevated_c:.2f} °C')}"
                f"{_group(f'fever {fever_c:.2f} °C')}".rstrip())
     click.echo(f"{'':30} {'':>7} {'':>8} {'':>7}   {_group('sens   spec') * 2}".rstrip())
-    for label, f in ((f"model{' (no ambient)' if no_ambient else ''}", fig),
-                     (f"constant offset {offset_c:.2f} °C", offset)):
+    for label, f in ((f"model{' (no ambient)' if no_ambient else ''}", fig), (offset_label, offset)):
         click.echo(f"{label:30} {f.mae_c:7.4f} {f.bias_c:+8.3f} {_f(f.auc, 4):>7}   "
                    f"{_rates(f.sens_elevated, f.spec_elevated)}{_rates(f.sens_fever, f.spec_fever)}".rstrip())

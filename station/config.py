@@ -47,6 +47,10 @@ class StationConfig:
     #: Skin -> body temperature: "default" (the shipped model fitted to the FDA data, models/body-model.json),
     #: "offset" (canthus + skin_to_body_offset_c), or the path of another fitted model.
     body_model: str = "default"
+    #: For spectacle wearers (glasses hide the canthi): "default" (models/body-model-glasses.json, the
+    #: forehead and mouth regions, fitted to the same FDA data), "none" (ask them to remove their glasses),
+    #: or the path of another fitted forehead_mouth model.
+    glasses_model: str = "default"
     #: Retention (see :mod:`station.retention`): alarm images go after this many days...
     retention_images_days: float = 7.0
     #: ...and screenings, acknowledgements and system events after this many (exports are kept).
@@ -59,11 +63,13 @@ class StationConfig:
 
     def alarm_policy(self) -> AlarmPolicy:
         """The alarm policy these settings describe, with the skin-to-body model they name."""
-        from station.body_model import load_model
+        from station.body_model import load_glasses_model, load_model
 
         model = None if self.body_model == "offset" else load_model(
             None if self.body_model == "default" else self.body_model)
-        return AlarmPolicy(self.to_alarm_settings(), model)
+        glasses = None if self.glasses_model == "none" else load_glasses_model(
+            None if self.glasses_model == "default" else self.glasses_model)
+        return AlarmPolicy(self.to_alarm_settings(), model, glasses)
 
     def retention_policy(self) -> RetentionPolicy:
         """How long this station keeps images and records."""

@@ -65,10 +65,10 @@ def radiometer_for(intake: Intake, profile, **kwargs: Any) -> Radiometer:
 
 
 def default_policy() -> AlarmPolicy:
-    """Default thresholds with the shipped skin-to-body model."""
-    from station.body_model import load_model
+    """Default thresholds with the shipped skin-to-body models (canthus, and forehead and mouth for glasses)."""
+    from station.body_model import load_glasses_model, load_model
 
-    return AlarmPolicy(AlarmSettings(), load_model())
+    return AlarmPolicy(AlarmSettings(), load_model(), load_glasses_model())
 
 
 @contextmanager

@@ -202,3 +202,80 @@ def several_faces(eye_distances_px: np.ndarray, measurable: np.ndarray, ratio: f
         out[i] = bool(np.any(others & (m | (d >= ratio * d[i]))))
     return out & m
 
+
+
+# ------------------------------------------------------------------ the second site, for spectacle wearers
+#: Forehead region: centred this many eye distances above the eye midpoint, spanning FOREHEAD_HALF_WIDTH
+#: either side and FOREHEAD_HALF_HEIGHT up and down (0.55-1.05 eye distances above the eyes: above a
+#: spectacle frame's top rim, below a typical hairline, ~65 mm above the eyes).
+FOREHEAD_UP = 0.8
+FOREHEAD_HALF_WIDTH = 0.45
+FOREHEAD_HALF_HEIGHT = 0.25
+#: Mouth region: centred on the mouth corners' midpoint, the lips' width and a little above and below them
+#: (the nostrils, warm on each breath out, sit ~0.35 eye distances higher and stay outside).
+MOUTH_HALF_WIDTH = 0.45
+MOUTH_HALF_HEIGHT = 0.2
+#: mouth - forehead maxima in the FDA study, 1st and 99th percentiles over 4013 rounds: outside this band
+#: one region is covered (a mask or a scarf over the mouth, a cap or hair over the forehead).
+MOUTH_MINUS_FOREHEAD_C = (-1.2, 2.2)
+
+
+@dataclass(frozen=True)
+class SiteReading:
+    """The hottest of the forehead and mouth regions (apparent °C), or why it could not be read."""
+
+    apparent_c: float | None
+    hottest_px: tuple[float, float] | None
+    reason: str | None = None  # "outside" (a region off the frame), "small" (< 3x3 px), "covered"
+
+
+def forehead_mouth_rois(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(4,) x1, y1, x2, y2 boxes of the forehead and mouth regions from the five face landmarks.
+
+    Directions come from the face itself (across = the eye line, up = away from the mouth), so a head
+    tilted sideways keeps its regions on its forehead and lips.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    left, right = lm[0], lm[1]
+    distance = float(np.linalg.norm(right - left))
+    across = (right - left) / max(distance, 1e-9)
+    up = np.array([across[1], -across[0]])
+    mouth = (lm[3] + lm[4]) / 2.0
+    eyes = (left + right) / 2.0
+    if np.dot(mouth - eyes, up) > 0:
+        up = -up
+    forehead_centre = eyes + FOREHEAD_UP * distance * up
+    half_f = np.array([FOREHEAD_HALF_WIDTH, FOREHEAD_HALF_HEIGHT]) * distance
+    half_m = np.array([MOUTH_HALF_WIDTH, MOUTH_HALF_HEIGHT]) * distance
+    return (np.concatenate([forehead_centre - half_f, forehead_centre + half_f]),
+            np.concatenate([mouth - half_m, mouth + half_m]))
+
+
+def read_forehead_mouth(smoothed: np.ndarray, thermal_landmarks: np.ndarray,
+                        settings: MeasureSettings = MeasureSettings()) -> SiteReading:
+    """The face's temperature outside the eye band, for a person whose glasses hide the canthi.
+
+    Spectacle lenses are opaque in the long-wave infrared, so the canthi cannot be read through them. The
+    FDA facial/oral study measured every face's forehead and mouth regions too; the hottest of the two
+    tracks oral temperature about as closely as the canthi do, though it ranks fevers less well
+    (``models/body-model-glasses.json``, 10-fold cross-validation by subject: MAE 0.221 °C against the
+    canthus model's 0.242, ROC AUC 0.957 against 0.974). Both regions must lie on the frame and each span the standard's
+    3x3 pixels, and they must agree as bare skin does: a mask over the mouth or a cap over the forehead
+    reads far colder than the other region, and then nothing is read.
+    """
+    h, w = smoothed.shape
+    found = []
+    for box in forehead_mouth_rois(thermal_landmarks):
+        if box[0] < -0.5 or box[1] < -0.5 or box[2] > w - 0.5 or box[3] > h - 0.5:
+            return SiteReading(None, None, "outside")
+        if min(box[2] - box[0], box[3] - box[1]) < settings.min_roi_px:
+            return SiteReading(None, None, "small")
+        reading = roi_max(smoothed, box)
+        if reading is None:
+            return SiteReading(None, None, "outside")
+        found.append(reading)
+    (forehead_c, forehead_px), (mouth_c, mouth_px) = found
+    low, high = MOUTH_MINUS_FOREHEAD_C
+    if not low <= mouth_c - forehead_c <= high:
+        return SiteReading(None, None, "covered")
+    return SiteReading(*(found[0] if forehead_c >= mouth_c else found[1]))

@@ -22,7 +22,14 @@ from station.detect import FaceDetector
 from station.errors import StationError
 from station.guarded_log import GuardedLog
 from station.intake import Intake
-from station.measure import MeasureSettings, block_mean, read_canthus, several_faces
+from station.measure import (
+    CanthusReading,
+    MeasureSettings,
+    block_mean,
+    read_canthus,
+    read_forehead_mouth,
+    several_faces,
+)
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import distance_from_eyes, map_faces
@@ -223,6 +230,13 @@ class Station:
         crowded = several_faces(faces.eye_distance_px, in_zone, self.measure_settings.nearby_face_ratio)
         out = []
         for k, reading in enumerate(readings):
+            site = "canthus"
+            if reading.quality == {"glasses"} and self.policy.measures("forehead_mouth"):
+                # Glasses hide the canthi and nothing else is wrong: read the face outside the eye band.
+                second = read_forehead_mouth(smoothed, thermal_landmarks[k], self.measure_settings)
+                if second.apparent_c is not None:
+                    reading = CanthusReading(second.apparent_c, second.hottest_px, reading.roi_side_px, frozenset())
+                    site = "forehead_mouth"
             quality = set(reading.quality)
             if crowded[k]:
                 quality.add("several_faces")
@@ -238,7 +252,7 @@ class Station:
             track = self.tracker.tracks[int(ids[k])]
             near = reading.roi_side_px >= self.measure_settings.near_roi_px and "off_axis" not in reading.quality
             track.near_now = reading.roi_side_px >= self.measure_settings.near_roi_px
-            add_reading(track, pair.t, skin, frozenset(quality), near)
+            add_reading(track, pair.t, skin, frozenset(quality), near, site)
             self._thermal_boxes[track.track_id] = thermal_xyxy[k]
             out.append(
                 Measurement(
@@ -248,6 +262,7 @@ class Station:
                     thermal_xyxy=tuple(float(v) for v in thermal_xyxy[k]),
                     distance_m=float(distance[k]),
                     quality=frozenset(quality),
+                    site=site,
                 )
             )
         return out
@@ -262,8 +277,9 @@ class Station:
         return shift > self.measure_settings.max_shift_px
 
     # ------------------------------------------------------------------ decisions and the log
-    def _level_of(self, skin_c: float | None, quality: frozenset[str]) -> tuple[str, float | None]:
-        return self.policy.decide(skin_c, quality, self.intake.last_t)
+    def _level_of(self, skin_c: float | None, quality: frozenset[str], site: str = "canthus"
+                  ) -> tuple[str, float | None]:
+        return self.policy.decide(skin_c, quality, self.intake.last_t, site)
 
     def _close_tracks(self, now: float, t: float) -> list[ScreeningDecision]:
         gone = self.tracker.ended(now)
@@ -303,7 +319,7 @@ class Station:
             blackbody_error_c=self._blackbody_error,
             source=self.intake.label,
             snapshots=snapshots,
-            body_model=self.policy.body_model_id,
+            body_model=self.policy.model_id(decision.site),
         )
         if screening_id is not None:  # None while the log cannot be written: the alarm still goes up
             self.screening_ids[decision.track_id] = screening_id

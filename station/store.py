@@ -164,6 +164,13 @@ def m003_body_model(db: Database) -> None:
     db["screenings"].add_column("body_model", str)
 
 
+@MIGRATIONS()
+def m004_site(db: Database) -> None:
+    """Where each decision's skin temperature was read: canthus, or forehead_mouth for a spectacle wearer
+    (null before it was logged: those were all canthus)."""
+    db["screenings"].add_column("site", str)
+
+
 # ---------------------------------------------------------------------- helpers
 def utc_iso(moment: datetime) -> str:
     """``2026-11-23T10:00:00.123Z``: fixed width, so comparing the text compares the times."""
@@ -462,6 +469,7 @@ class EventStore:
             "recording": str(source),
             "alarm_id": None,
             "body_model": body_model,
+            "site": decision.site if decision.skin_c is not None else None,
         }
         written: list[Path] = []
         try:

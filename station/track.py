@@ -50,7 +50,9 @@ class Track:
     first_measurable: float | None = None
     first_near: float | None = None  # first time the face stood near the station, measurable or not
     near_now: bool = False  # at the last reading, the face was near the station (facing it or not)
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C) at the canthi
+    # (t, skin °C) at the second site (forehead and mouth), read only while glasses hide the canthi
+    alt_samples: list[tuple[float, float]] = field(default_factory=list)
     flags: Counter = field(default_factory=Counter)
     frames_seen: int = 1
     decided: bool = False
@@ -152,15 +154,16 @@ class Tracker:
         return gone
 
 
-def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False) -> None:
+def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False,
+                site: str = "canthus") -> None:
     """Record what one frame said about a track's face; ``near``: it stands at the station, even if too far
-    to measure."""
+    to measure; ``site``: where ``skin_c`` was read (``"forehead_mouth"`` when glasses hid the canthi)."""
     if (near or not quality & GEOMETRY_FLAGS) and track.first_near is None:
         track.first_near = t
     if not (quality & GEOMETRY_FLAGS) and track.first_measurable is None:
         track.first_measurable = t
     if skin_c is not None and not quality:
-        track.samples.append((t, float(skin_c)))
+        (track.samples if site == "canthus" else track.alt_samples).append((t, float(skin_c)))
     if track.first_measurable is not None:  # on the approach, "too far" is no reason worth reporting
         for flag in quality:
             track.flags[flag] += 1
@@ -170,9 +173,8 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
     """Whether this track should be decided now (it has enough, or its time is up)."""
     if track.decided or track.first_measurable is None:
         return False
-    if len(track.samples) >= settings.min_samples:
-        span = track.samples[-1][0] - track.samples[0][0]
-        if span >= settings.min_span_s:
+    for samples in (track.samples, track.alt_samples):
+        if len(samples) >= settings.min_samples and samples[-1][0] - samples[0][0] >= settings.min_span_s:
             return True
     return t - track.first_measurable >= settings.max_wait_s
 
@@ -180,17 +182,21 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
 def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3) -> ScreeningDecision:
     """The track's one decision: the median of its good readings, or ``retry`` with why.
 
-    Fewer than ``min_samples`` good readings are not enough even when time is up: one reading that
-    slipped through among frames flagged ``glasses`` is more likely a failed check than a measurement.
-    ``level_of(skin_c | None, quality) -> (level, body_c)`` is the alarm policy's verdict.
+    The canthi, the standard's site, decide whenever they gave enough readings; the second site (forehead
+    and mouth, read while glasses hid the canthi) only when they did not. The two are never mixed: each
+    site has its own skin-to-body model. Fewer than ``min_samples`` good readings are not enough even when
+    time is up: one reading that slipped through among frames flagged ``glasses`` is more likely a failed
+    check than a measurement. ``level_of(skin_c | None, quality, site) -> (level, body_c)`` is the alarm
+    policy's verdict.
     """
     track.decided = True
-    if len(track.samples) >= min_samples:
-        skin = float(np.median([s for _, s in track.samples]))
-        level, body = level_of(skin, frozenset())
-        return ScreeningDecision(track.track_id, track.first_seen, t, skin, body, level, frozenset())
+    for site, samples in (("canthus", track.samples), ("forehead_mouth", track.alt_samples)):
+        if len(samples) >= min_samples:
+            skin = float(np.median([s for _, s in samples]))
+            level, body = level_of(skin, frozenset(), site)
+            return ScreeningDecision(track.track_id, track.first_seen, t, skin, body, level, frozenset(), site)
     reasons = _main_reasons(track)
-    level, body = level_of(None, reasons)
+    level, body = level_of(None, reasons, "canthus")
     return ScreeningDecision(track.track_id, track.first_seen, t, None, body, level, reasons)
 
 

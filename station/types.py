@@ -192,6 +192,9 @@ QUALITY_FLAGS = frozenset(
     {"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "calibration_expired", "motion"}
 )
 LEVELS = ("normal", "elevated", "fever", "retry")
+#: Where a skin temperature was read: the inner canthi (the standard's site), or, for a person whose
+#: glasses hide them, the hottest of the forehead and mouth regions (:func:`station.measure.read_forehead_mouth`).
+SITES = ("canthus", "forehead_mouth")
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,11 @@ class Measurement:
     thermal_xyxy: tuple[float, float, float, float]
     distance_m: float
     quality: frozenset[str] = frozenset()
+    site: str = "canthus"  # where skin_c was read; canthus_px is then the hottest pixel of that site
 
     def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise ValueError(f"Measurement.site: expected one of {SITES}, got {self.site!r}")
         unknown = set(self.quality) - QUALITY_FLAGS
         if unknown:
             raise ValueError(f"Measurement.quality: expected flags from {sorted(QUALITY_FLAGS)}, got {sorted(unknown)}")
@@ -226,10 +232,13 @@ class ScreeningDecision:
     body_c: float | None
     level: str
     quality: frozenset[str] = frozenset()
+    site: str = "canthus"  # where skin_c was read (a retry keeps the default)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"ScreeningDecision.level: expected one of {LEVELS}, got {self.level!r}")
+        if self.site not in SITES:
+            raise ValueError(f"ScreeningDecision.site: expected one of {SITES}, got {self.site!r}")
 
     def to_json(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -244,4 +253,5 @@ class ScreeningDecision:
             "body_c": r(self.body_c),
             "level": self.level,
             "quality": sorted(self.quality),
+            "site": self.site,
         }

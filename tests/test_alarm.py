@@ -336,3 +336,30 @@ def test_policy_and_latch_together_for_a_remeasure() -> None:
     level, body = policy.decide(skin(37.28), (), 6.0)
     assert level == "elevated"  # the hovering reading re-alarms instead of clearing by noise
     assert latch.observe(decision(5, level, 6.0, body)).alarm_id == 2
+
+
+# ------------------------------------------------------------------ the second site, for spectacle wearers
+def test_a_forehead_mouth_reading_uses_its_own_model_and_never_teaches_the_baseline() -> None:
+    from station.body_model import load_glasses_model, load_model
+
+    glasses = load_glasses_model()
+    policy = AlarmPolicy(RELATIVE, load_model(), glasses)
+    assert policy.measures("canthus") and policy.measures("forehead_mouth")
+    policy.ambient_c = 24.0
+    level, body = policy.decide(35.9, (), 0.0, site="forehead_mouth")
+    assert body == pytest.approx(round(glasses.predict(35.9, 24.0), 2)) and level == "normal"
+    assert policy.baseline_samples == 0, "the less certain site does not move the baseline"
+    assert policy.model_id("forehead_mouth") == glasses.id and policy.model_id("canthus") == load_model().id
+    policy.decide(35.4, (), 1.0)
+    assert policy.baseline_samples == 1
+
+
+def test_without_a_glasses_model_the_second_site_is_not_measured() -> None:
+    from station.body_model import load_model
+
+    policy = AlarmPolicy(AlarmSettings(), load_model())
+    assert not policy.measures("forehead_mouth")
+    with pytest.raises(ValueError, match="forehead_mouth"):
+        policy.decide(35.9, (), 0.0, site="forehead_mouth")
+    with pytest.raises(ValueError, match="forehead_mouth model"):
+        AlarmPolicy(AlarmSettings(), load_model(), load_model())

@@ -307,3 +307,223 @@ def test_the_shipped_model_beats_the_constant_offset_under_cross_validation(fda)
     assert shipped.provenance["cross_validation"] == cv.to_dict(), "the figures in the file are reproducible"
     refit = bm.fit(fda, shipped.features[1:])
     assert refit.id == shipped.id, "the shipped coefficients are what the data gives"
+
+
+# --------------------------------------------------------------------------------------------- the glasses site
+FM_COLUMNS = COLUMNS + [f"{stem}{k}" for stem in ("T_FH_Max", "T_OR_Max") for k in range(1, 5)]
+
+
+def forehead_mouth_rows(n: int = 400, seed: int = 2, noise: float = 0.05) -> list[dict]:
+    """People whose oral temperature is exactly 37 + 0.9 (forehead_mouth - 35.9) - 0.04 (ambient - 24) + noise.
+
+    forehead_mouth is what the station reads behind glasses: per round the hotter of the forehead and the
+    mouth. Which one is hotter changes from round to round, so only the per-round max recovers the truth.
+    The canthus is unrelated noise here: a fit that read the wrong column would find no slope.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        site = rng.normal(35.9, 0.5)
+        ambient = rng.uniform(20, 28)
+        oral = 37.0 + 0.9 * (site - 35.9) - 0.04 * (ambient - 24.0) + rng.normal(0, noise)
+        row = {"SubjectID": f"g{i:04d}", "aveOralM": f"{oral:.3f}", "T_atm": f"{ambient:.2f}", "Distance": "0.7",
+               "Date": "17-03-01", **{f"canthiMax{k}": f"{rng.normal(35.5, 0.5):.3f}" for k in range(1, 5)}}
+        for k in range(1, 5):
+            hot, cool = site + rng.normal(0, 0.01), site - rng.uniform(0.2, 1.5)
+            forehead, mouth = (hot, cool) if rng.random() < 0.5 else (cool, hot)
+            row[f"T_FH_Max{k}"], row[f"T_OR_Max{k}"] = f"{forehead:.3f}", f"{mouth:.3f}"
+        rows.append(row)
+    return rows
+
+
+def test_sites_are_canthus_and_forehead_mouth():
+    assert list(bm.SITES) == ["canthus", "forehead_mouth"]
+    assert "canthiMax" in bm.SITES["canthus"] and "T_FH_Max" in bm.SITES["forehead_mouth"]
+    assert "T_OR_Max" in bm.SITES["forehead_mouth"]
+
+
+def test_forehead_mouth_is_the_mean_over_rounds_of_the_per_round_max(tmp_path):
+    base = {"aveOralM": "36.9", "T_atm": "23", "Distance": "0.7", "Date": "17-03-01"}
+    canthus = {f"canthiMax{k}": "35.5" for k in range(1, 5)}
+    rows = [
+        # Rounds 1-3 have both (maxima 35.0, 35.0, 34.8); round 4 lacks the forehead and does not count.
+        {"SubjectID": "both", **base, **canthus, "T_FH_Max1": "34.0", "T_OR_Max1": "35.0", "T_FH_Max2": "35.0",
+         "T_OR_Max2": "34.0", "T_FH_Max3": "34.5", "T_OR_Max3": "34.8", "T_OR_Max4": "36.5"},
+        {"SubjectID": "no-mouth", **base, **canthus, **{f"T_FH_Max{k}": "34.0" for k in range(1, 5)}},
+        {"SubjectID": "no-canthus", **base, "T_FH_Max2": "35.1", "T_OR_Max2": "35.3"},
+        {"SubjectID": "nothing", **base, "T_FH_Max1": "35.1"},
+    ]
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
+    assert list(data.subject_id) == ["both", "no-mouth", "no-canthus"]
+    fm = data.column("forehead_mouth")
+    assert fm[0] == pytest.approx((35.0 + 35.0 + 34.8) / 3)
+    assert math.isnan(fm[1]) and fm[2] == pytest.approx(35.3)
+    assert math.isnan(data.canthus[2]) and data.canthus[0] == pytest.approx(35.5)
+    notes = " | ".join(data.notes)
+    assert "1 subjects without any canthiMax nor a round with both T_FH_Max and T_OR_Max left out" in notes
+    assert "1 subjects without any canthiMax kept for forehead_mouth only" in notes
+    assert "1 subjects without a round with both T_FH_Max and T_OR_Max kept for canthus only" in notes
+    assert list(data.with_site("forehead_mouth").subject_id) == ["both", "no-canthus"]
+    assert list(data.with_site("canthus").subject_id) == ["both", "no-mouth"]
+
+    rows[1]["T_FH_Max3"] = "95.0"  # Fahrenheit, or the wrong column: refused like any skin temperature
+    with pytest.raises(StationError, match=r"row 5 \(subject no-mouth\): T_FH_Max3: 95 is not a skin temperature"):
+        bm.read_fda_csv(write_fda_csv(tmp_path / "bad.csv", rows, FM_COLUMNS))
+
+
+def test_a_file_without_the_forehead_mouth_columns_has_no_such_site(tmp_path):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(30)))
+    assert np.isnan(data.forehead_mouth).all() and data.n == 30
+    assert not any("T_FH_Max" in note for note in data.notes), "no note for columns the file never had"
+    with pytest.raises(StationError, match="no subject has a forehead_mouth value"):
+        bm.fit(data, ("ambient",), site="forehead_mouth")
+
+
+def test_fit_with_site_forehead_mouth_recovers_a_known_relation(tmp_path):
+    rows = forehead_mouth_rows()
+    for row in rows[:7]:  # seven people without a mouth reading: left out of the fit, and counted
+        for k in range(1, 5):
+            row[f"T_OR_Max{k}"] = ""
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
+    model = bm.fit(data, ("ambient",), site="forehead_mouth")
+    assert model.site == "forehead_mouth" and model.features == ("forehead_mouth", "ambient")
+    assert model.name == "fda-flir-forehead-mouth-linear"
+    assert model.coefficients["forehead_mouth"] == pytest.approx(0.9, abs=0.02)
+    assert model.coefficients["ambient"] == pytest.approx(-0.04, abs=0.005)
+    assert model.predict(35.9, 24.0) == pytest.approx(37.0, abs=0.02)
+    assert f"*(forehead_mouth - {model.centres['forehead_mouth']:.3f})" in model.formula(), "it names the site"
+    info = model.provenance
+    assert (info["n_subjects"], info["n_without_site"], info["site"]) == (393, 7, "forehead_mouth")
+    assert info["site_columns"] == bm.SITES["forehead_mouth"] and "canthus" not in info
+    cv = info["cross_validation"]
+    assert cv["features"] == ["forehead_mouth", "ambient"] and cv["model"]["n"] == 393
+    assert cv["baseline"]["model"] == "forehead_mouth + mean offset of the training folds"
+    assert cv["model"]["mae_c"] < 0.06 < cv["baseline"]["mae_c"]
+    assert bm.BodyModel.from_json(model.to_json()) == model
+    vector = model.predict_data(data)
+    assert math.isnan(vector[0]) and vector[10] == pytest.approx(model.predict(data.forehead_mouth[10],
+                                                                              data.ambient[10]))
+
+
+def test_the_canthus_model_keeps_its_provenance_and_says_when_it_left_someone_out(tmp_path):
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
+    info = bm.fit(data, ("ambient",)).provenance
+    assert info["canthus"] == bm.SITES["canthus"]
+    assert not {"site", "site_columns", "n_without_site"} & set(info), "the canthus model's provenance is unchanged"
+    rows = synthetic_rows(60)
+    rows[3] = {**rows[3], **{f"canthiMax{k}": "" for k in range(1, 5)}, "T_FH_Max1": "34.9", "T_OR_Max1": "35.2"}
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "one-without.csv", rows, FM_COLUMNS))
+    info = bm.fit(data, ("ambient",)).provenance
+    assert (info["n_subjects"], info["n_without_site"]) == (59, 1)
+
+
+def test_a_model_for_either_site_validates_its_features():
+    glasses = _model(features=("forehead_mouth", "ambient"), coefficients={"forehead_mouth": 0.88, "ambient": -0.04},
+                     centres={"forehead_mouth": 35.95, "ambient": 24.0})
+    assert glasses.site == "forehead_mouth" and _model().site == "canthus"
+    assert glasses.predict(skin_c=36.45, ambient_c=24.0) == pytest.approx(37.0 + 0.88 * 0.5)
+    with pytest.raises(StationError) as info:
+        _model(features=("ambient", "canthus"), coefficients={"canthus": 0.8, "ambient": -0.05})
+    assert "features: expected 'canthus' then" in str(info.value) and "'forehead_mouth'" in str(info.value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(StationError, match="features: expected"):  # one site per model
+        _model(features=("canthus", "forehead_mouth"), coefficients={"canthus": 0.8, "forehead_mouth": 0.1},
+               centres={"canthus": 35.8, "forehead_mouth": 35.9}, ranges={"forehead_mouth": (33.0, 38.0)})
+
+
+def test_the_shipped_glasses_model_loads_and_beats_its_constant_offset():
+    model = bm.load_glasses_model()
+    assert model.site == "forehead_mouth" and model.features == ("forehead_mouth", "ambient")
+    assert bm.DEFAULT_GLASSES_MODEL_PATH.name == "body-model-glasses.json"
+    info = model.provenance
+    assert info["data_set"] == bm.FDA_DATA_SET and info["n_subjects"] == 1020 and len(info["data_sha256"]) == 64
+    assert "--site forehead_mouth" in info["command"] and info["licence"] == "CC0-1.0"
+    cv = info["cross_validation"]
+    assert cv["model"]["mae_c"] < cv["baseline"]["mae_c"] - 0.01
+    assert cv["folds_model_mae_below_baseline"] == 10
+    assert 36.5 < model.predict(36.0, 23.0) < 37.5
+
+
+def test_each_loader_refuses_the_other_site_in_one_line_naming_it():
+    with pytest.raises(StationError) as info:
+        bm.load_model(bm.DEFAULT_GLASSES_MODEL_PATH)
+    message = str(info.value)
+    assert "body-model-glasses.json: site: a model for 'forehead_mouth', expected one for 'canthus'" in message
+    assert "\n" not in message
+    with pytest.raises(StationError) as info:
+        bm.load_glasses_model(bm.DEFAULT_MODEL_PATH)
+    message = str(info.value)
+    assert "body-model.json: site: a model for 'canthus', expected one for 'forehead_mouth'" in message
+    assert "\n" not in message
+    assert bm.load_model(bm.DEFAULT_GLASSES_MODEL_PATH, site=None).site == "forehead_mouth", "None takes any site"
+    assert bm.load_model().id == "fda-flir-linear-v1@20bbb1232cdc", "the canthus model is unchanged"
+
+
+def test_fit_and_evaluate_a_forehead_mouth_model_from_the_command_line(tmp_path):
+    csv_path = write_fda_csv(tmp_path / "fm.csv", forehead_mouth_rows(200), FM_COLUMNS)
+    out = tmp_path / "glasses.json"
+    runner = CliRunner()
+    result = runner.invoke(body_model, ["fit", str(csv_path), "--site", "forehead_mouth", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for row in ("forehead_mouth = max(T_FH_Max, T_OR_Max) per round", "forehead_mouth + ambient  (chosen)",
+                "forehead_mouth + ambient + distance", "canthus + ambient  (canthus model)"):
+        assert row in result.output
+    model = bm.load_glasses_model(out)
+    assert model.name == "fda-flir-forehead-mouth-linear" and model.site == "forehead_mouth"
+    assert model.provenance["command"].endswith(f"--out {out} --site forehead_mouth")
+
+    result = runner.invoke(body_model, ["evaluate", str(csv_path), "--model", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "site: forehead_mouth" in result.output and model.id in result.output
+    mae = re.search(r"^model\s+(\d\.\d+)", result.output, re.MULTILINE)
+    assert mae and float(mae.group(1)) < 0.06, result.output
+    assert "canthus + 1.24 °C (no glasses)" in result.output
+
+    named = tmp_path / "named.json"
+    result = runner.invoke(body_model, ["fit", str(csv_path), "--site", "forehead_mouth", "--out", str(named),
+                                        "--name", "entrance-glasses"])
+    assert result.exit_code == 0, result.output
+    assert bm.load_glasses_model(named).name == "entrance-glasses"
+    assert "--name entrance-glasses" in bm.load_glasses_model(named).provenance["command"]
+
+
+def test_a_typo_in_the_site_is_a_usage_error_in_one_line(tmp_path):
+    csv_path = write_fda_csv(tmp_path / "fm.csv", forehead_mouth_rows(20), FM_COLUMNS)
+    result = CliRunner().invoke(body_model, ["fit", str(csv_path), "--site", "forhead", "--out",
+                                             str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "'--site'" in errors[0] and "'forhead'" in errors[0], result.output
+    assert "canthus" in errors[0] and "forehead_mouth" in errors[0]
+    assert not (tmp_path / "m.json").exists()
+
+
+@needs_fda
+def test_the_shipped_glasses_model_is_what_the_data_gives_under_cross_validation(fda):
+    shipped = bm.load_glasses_model()
+    assert shipped.provenance["data_sha256"] == fda.sha256, "fitted on this very file"
+    cv = bm.cross_validate(fda, shipped.features[1:], site="forehead_mouth", thresholds=(37.3, 38.0))
+    assert cv.n_without_site == 0 and cv.model.n == 1020
+    assert cv.model.mae_c < cv.baseline.mae_c - 0.01
+    assert cv.folds_better == 10
+    assert cv.model.auc >= cv.baseline.auc
+    assert shipped.provenance["cross_validation"] == cv.to_dict(), "the figures in the file are reproducible"
+    refit = bm.fit(fda, shipped.features[1:], site="forehead_mouth")
+    assert refit.id == shipped.id, "the shipped coefficients are what the data gives"
+    assert {k: v for k, v in refit.provenance.items() if k not in ("fitted", "command", "citation", "licence",
+                                                                   "thresholds_c")} == {
+        k: v for k, v in shipped.provenance.items() if k not in ("fitted", "command", "citation", "licence",
+                                                                 "thresholds_c")}
+
+
+@needs_fda
+def test_the_glasses_site_reads_the_study_as_documented(fda):
+    # Spot check against the study's own columns for the first subject: per-round max, then the mean.
+    with open(FDA_CSV, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    header, first = rows[2], rows[3]
+    column = {name: i for i, name in reversed(list(enumerate(header)))}
+    per_round = [max(float(first[column[f"T_FH_Max{k}"]]), float(first[column[f"T_OR_Max{k}"]])) for k in range(1, 5)]
+    assert fda.subject_id[0] == first[column["SubjectID"]]
+    assert fda.forehead_mouth[0] == pytest.approx(sum(per_round) / 4)
+    assert not np.isnan(fda.forehead_mouth).any()

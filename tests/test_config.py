@@ -75,3 +75,14 @@ def test_a_technician_sets_the_first_pin_then_changes_thresholds(qtbot):
     result = dialog.result_config()
     assert result.elevated_c == pytest.approx(37.6) and result.palette == "rainbow"
     assert check_pin("4321", result.pin_hash)
+
+
+def test_glasses_model_default_none_or_a_file(tmp_path):
+    from station.body_model import DEFAULT_GLASSES_MODEL_PATH, DEFAULT_MODEL_PATH, load_glasses_model
+    from station.config import StationConfig
+
+    assert StationConfig().alarm_policy().glasses_model.id == load_glasses_model().id
+    assert StationConfig(glasses_model="none").alarm_policy().glasses_model is None
+    assert StationConfig(glasses_model=str(DEFAULT_GLASSES_MODEL_PATH)).alarm_policy().measures("forehead_mouth")
+    with pytest.raises(StationError, match="site"):
+        StationConfig(glasses_model=str(DEFAULT_MODEL_PATH)).alarm_policy()

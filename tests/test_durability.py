@@ -100,14 +100,17 @@ def test_a_read_only_log_directory_keeps_screening_and_alarming_and_the_rows_lan
         logged = [(r[0], round(r[1], 4), r[2]) for r in
                   conn.execute("SELECT track_id, t_decided, level FROM screenings ORDER BY id")]
         logged_kinds = [r[0] for r in conn.execute("SELECT kind FROM system_events ORDER BY id")]
-        models = {r[0] for r in conn.execute("SELECT body_model FROM screenings WHERE body_c IS NOT NULL")}
+        models = {(r[0], r[1]) for r in conn.execute(
+            "SELECT site, body_model FROM screenings WHERE body_c IS NOT NULL")}
     finally:
         conn.close()
     assert logged == [(d.track_id, round(d.t_decided, 4), d.level) for d in decisions]
     assert logged_kinds[:2] == ["storage_fault", "started"] and "storage_recovered" in logged_kinds
-    from station.body_model import load_model
+    from station.body_model import load_glasses_model, load_model
 
-    assert models == {load_model().id}  # each decision says which skin-to-body model gave its body_c
+    # each decision says where it was read and which skin-to-body model gave its body_c
+    by_site = {"canthus": load_model().id, "forehead_mouth": load_glasses_model().id}
+    assert models and all(by_site[site] == model for site, model in models)
 
 
 # ------------------------------------------------------------------------------------------- the guard itself

@@ -10,12 +10,14 @@ from station.measure import (
     block_mean,
     canthus_centres,
     canthus_rois,
+    forehead_mouth_rois,
     mean3x3,
     nose_offset,
     read_canthus,
+    read_forehead_mouth,
     several_faces,
 )
-from station.track import Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
+from station.track import Track, Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
 
 
 def face_frame(eye_distance: float = 16.0, canthus_c: float = 35.5, glasses: bool = False):
@@ -98,7 +100,7 @@ def test_tracker_keeps_identity_and_ends_tracks():
     assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
 
 
-def level_of(skin, quality):
+def level_of(skin, quality, site="canthus"):
     if skin is None:
         return "retry", None
     body = skin + 1.24
@@ -182,3 +184,75 @@ def test_the_reading_is_the_hottest_pixel_when_the_kernel_is_one():
     reading = read_canthus(img, block_mean(img, MeasureSettings().kernel_px), lm, lm)
     assert MeasureSettings().kernel_px == 1
     assert reading.apparent_c == pytest.approx(35.9)
+
+
+# ------------------------------------------------------------------ the second site, for spectacle wearers
+def glasses_face(forehead_c: float = 35.0, mouth_c: float = 35.4, eye_distance: float = 16.0):
+    """A glasses wearer (lenses at 24.5 °C over the eyes) with known forehead and lip temperatures."""
+    img, lm = face_frame(eye_distance=eye_distance, glasses=True)
+    forehead, mouth = forehead_mouth_rois(lm)
+    for box, c in ((forehead, forehead_c), (mouth, mouth_c)):
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        img[int(round(cy)) - 1 : int(round(cy)) + 2, int(round(cx)) - 2 : int(round(cx)) + 3] = c
+    return img, lm
+
+
+def test_the_regions_sit_above_the_eyes_and_on_the_lips_whichever_way_up_the_face_is():
+    _, lm = face_frame()
+    forehead, mouth = forehead_mouth_rois(lm)
+    eye_y, mouth_y, d = lm[0, 1], (lm[3, 1] + lm[4, 1]) / 2, 16.0
+    assert forehead[3] == pytest.approx(eye_y - 0.55 * d) and forehead[1] == pytest.approx(eye_y - 1.05 * d)
+    assert (mouth[1] + mouth[3]) / 2 == pytest.approx(mouth_y)
+    flipped = lm * np.array([1.0, -1.0])  # upside down: "up" still points away from the mouth
+    forehead_f, _ = forehead_mouth_rois(flipped)
+    assert forehead_f[1] > -eye_y
+
+
+def test_glasses_wearer_is_read_on_the_hottest_of_forehead_and_mouth():
+    img, lm = glasses_face(forehead_c=35.0, mouth_c=35.4)
+    assert read_canthus(img, img, lm, lm).quality == frozenset({"glasses"})
+    reading = read_forehead_mouth(img, lm)
+    assert reading.apparent_c == pytest.approx(35.4) and reading.reason is None
+    assert reading.hottest_px[1] > lm[0, 1]  # on the lips, below the eyes
+    img, lm = glasses_face(forehead_c=35.6, mouth_c=35.2)
+    reading = read_forehead_mouth(img, lm)
+    assert reading.apparent_c == pytest.approx(35.6) and reading.hottest_px[1] < lm[0, 1]
+
+
+@pytest.mark.parametrize("forehead_c, mouth_c", [(35.0, 33.0), (32.0, 35.0)])
+def test_a_covered_mouth_or_forehead_is_not_read(forehead_c, mouth_c):
+    """A mask over the mouth (or a cap over the forehead) reads colder than bare skin ever differs."""
+    img, lm = glasses_face(forehead_c=forehead_c, mouth_c=mouth_c)
+    # the rest of the face is 34 °C: the covered region is painted over entirely
+    forehead, mouth = forehead_mouth_rois(lm)
+    box = mouth if mouth_c < forehead_c else forehead
+    img[int(box[1]) : int(np.ceil(box[3])) + 1, int(box[0]) : int(np.ceil(box[2])) + 1] = min(forehead_c, mouth_c)
+    assert read_forehead_mouth(img, lm).reason == "covered"
+
+
+def test_a_face_cut_off_by_the_frame_or_too_small_is_not_read():
+    img, lm = glasses_face()
+    assert read_forehead_mouth(img[40:], lm - np.array([0.0, 40.0])).reason == "outside"  # the forehead cut off
+    small = lm.copy()
+    small[1] = small[0] + (small[1] - small[0]) * 0.3  # eyes 4.8 px apart: regions of 2.4 px
+    assert read_forehead_mouth(img, small).reason == "small"
+
+
+def test_a_track_decides_on_the_canthi_when_it_has_them_else_on_the_second_site():
+    tracker = Tracker()
+    [tid] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    track = tracker.tracks[tid]
+    for t, skin in [(0.0, 35.9), (0.115, 36.1), (0.23, 36.0)]:
+        add_reading(track, t, skin, frozenset(), site="forehead_mouth")
+    assert ready(track, 0.23, TrackSettings())
+    seen = []
+    decision = decide(track, 0.23, lambda s, q, site: (seen.append(site), level_of(s, q))[1])
+    assert decision.site == "forehead_mouth" and seen == ["forehead_mouth"]
+    assert decision.skin_c == pytest.approx(36.0)
+
+    both = Track(2, 0.0, 0.0, np.zeros(4))
+    for t in (0.0, 0.1, 0.2, 0.3):
+        add_reading(both, t, 30.0, frozenset(), site="forehead_mouth")
+        add_reading(both, t, 36.5, frozenset())
+    decision = decide(both, 0.3, level_of)
+    assert decision.site == "canthus" and decision.skin_c == pytest.approx(36.5), "never mixed, canthi first"

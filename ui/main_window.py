@@ -48,6 +48,9 @@ from ui.worker import DecisionNote, StationFactory, StationWorker, start_worker
 FRAME_MS = 33  # ~30 Hz drawing
 HISTORY_ROWS = 200
 LEVEL_TEXT = {"normal": "#2e7d32", "elevated": "#ff8f00", "fever": "#d50000", "retry": "#546e7a"}
+#: After a temperature read on the forehead and mouth because glasses hid the canthi: the guard sees the
+#: reading came from the second site (less certain than the canthi; an alarm is re-measured all the same).
+SITE_NOTE = " (glasses)"
 
 
 class HistoryPanel(QWidget):
@@ -68,9 +71,11 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.list, 1)
 
-    def add(self, level: str, body_c: float | None, quality, wall: str, thumbnail=None) -> None:
-        """One screening at the top; ``thumbnail`` (BGR) only for alarms: the least image that helps."""
-        temp = "" if body_c is None else f" {body_c:.1f} °C"
+    def add(self, level: str, body_c: float | None, quality, wall: str, thumbnail=None,
+            site: str | None = "canthus") -> None:
+        """One screening at the top; ``thumbnail`` (BGR) only for alarms: the least image that helps.
+        A temperature read on the forehead and mouth (glasses hid the canthi) says so."""
+        temp = "" if body_c is None else f" {body_c:.1f} °C" + (SITE_NOTE if site == "forehead_mouth" else "")
         why = f" ({', '.join(sorted(quality))})" if level == "retry" and quality else ""
         item = QListWidgetItem(f"{wall}  {level.upper()}{temp}{why}")
         item.setData(Qt.ItemDataRole.UserRole, level)
@@ -92,7 +97,7 @@ class HistoryPanel(QWidget):
                     if snap["kind"] == "visible":
                         thumbnail = cv2.imread(str(snapshots_dir / snap["path"]))
             wall = str(row.get("wall_time") or "")[11:19]
-            self.add(row["level"], row["body_c"], row["quality"], wall, thumbnail)
+            self.add(row["level"], row["body_c"], row["quality"], wall, thumbnail, row.get("site"))
 
     def _apply_filter(self, level: str) -> None:
         for k in range(self.list.count()):
@@ -220,7 +225,7 @@ class MainWindow(QMainWindow):
         self.counts["screened"] += 1
         self.counts[d.level] += 1
         self._update_counters()
-        self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr)
+        self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr, d.site)
         if d.level in ("elevated", "fever"):
             alarm = PendingAlarm(note.screening_id, d.track_id, d.level, d.body_c, d.skin_c, d.t_decided,
                                  note.snapshot_bgr, emitted_at=note.emitted_at)
@@ -297,6 +302,8 @@ class MainWindow(QMainWindow):
             elif decision is not None:
                 level = decision.level
                 label = f"{decision.body_c:.1f} °C" if decision.body_c is not None else "RETRY"
+                if decision.body_c is not None and decision.site == "forehead_mouth":
+                    label += SITE_NOTE
                 if decision.level == "retry":
                     label = guidance_for(decision.quality, self.config.guidance) or "RETRY"
             else:

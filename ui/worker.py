@@ -110,7 +110,8 @@ class StationWorker(QObject):
             for item in station.run():
                 if self._new_settings is not None:
                     # new thresholds, the same skin-to-body model
-                    station.policy = AlarmPolicy(self._new_settings, station.policy.body_model)
+                    station.policy = AlarmPolicy(self._new_settings, station.policy.body_model,
+                                                 station.policy.glasses_model)
                     self._new_settings = None
                 while self._remeasures:
                     station.policy.expect_remeasure(self._remeasures.pop(0), station.intake.last_t)

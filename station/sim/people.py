@@ -57,7 +57,9 @@ class Person:
     skin_bgr: tuple[float, float, float]  # tint for grey photos
     hair_bgr: tuple[float, float, float]
     clothing_bgr: tuple[float, float, float]
-    face_pattern_c: tuple[float, float, float]  # forehead, cheeks, nose: °C below the canthus
+    # forehead (its warmest part), cheeks, nose: °C below the canthus. The forehead's range is the FDA
+    # facial/oral study's middle 80 % of canthiMax - T_FH_Max (0.1-0.7 °C, median 0.35).
+    face_pattern_c: tuple[float, float, float]
     sway_phase: float
     path: tuple[Keyframe, ...]
 
@@ -193,7 +195,7 @@ def _person(
         skin_bgr=skin,
         hair_bgr=tuple(v / 255.0 for v in hair),  # type: ignore[arg-type]
         clothing_bgr=tuple(v / 255.0 for v in clothing),  # type: ignore[arg-type]
-        face_pattern_c=(float(rng.uniform(0.5, 0.9)), float(rng.uniform(1.3, 1.9)), float(rng.uniform(2.0, 3.2))),
+        face_pattern_c=(float(rng.uniform(0.1, 0.7)), float(rng.uniform(1.3, 1.9)), float(rng.uniform(2.0, 3.2))),
         sway_phase=float(rng.uniform(0, 2 * math.pi)),
         path=path,
     )
