@@ -97,7 +97,7 @@ class Station:
         # at a time (a turned head, glasses): a person standing at the kiosk must stay one track, so a face
         # may vanish longer before its track ends.
         self.thermal_only = thermal_only = getattr(intake, "visible", True) is None
-        thermal_tracks = TrackSettings(max_gap_s=THERMAL_ONLY_MAX_GAP_S, max_predict_s=0.3)
+        thermal_tracks = TrackSettings(max_gap_s=THERMAL_ONLY_MAX_GAP_S, max_predict_s=0.3, reacquire_widths=1.0)
         self.track_settings = track or (thermal_tracks if thermal_only else TrackSettings())
         self.tracker = Tracker(self.track_settings)
         self.calibration_id = f"{profile.station_id}@{profile.created}"

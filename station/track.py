@@ -19,6 +19,8 @@ from station.types import ScreeningDecision
 
 # Flags that say a face is not (yet) measurable at all, as opposed to measurable but spoiled.
 GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
+# Flags that say the station itself cannot screen just now, whoever stands there.
+PAUSED_FLAGS = frozenset({"blackbody_bad", "calibration_expired"})
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,10 @@ class TrackSettings:
     min_stand_s: how long a face must stay near the station (just too far to measure) before leaving
     unmeasured earns it a ``retry`` all the same; max_predict_s: how far ahead a vanished face's box is
     carried by its last velocity (beyond a fraction of a second people stop, and a box carried on would
-    miss the face when it is found again)."""
+    miss the face when it is found again); reacquire_widths: a face that matches no track by overlap
+    joins a track lost this frame if it is within this many widths of where that track was last seen,
+    at a similar size (0: never). For a kiosk, where one person stands at a time and a face the thermal
+    model loses comes back where it was, after a turn or a bow the prediction overshot."""
 
     min_samples: int = 3
     min_span_s: float = 0.2
@@ -38,6 +43,8 @@ class TrackSettings:
     min_iou: float = 0.3
     min_stand_s: float = 0.5
     max_predict_s: float = 0.6
+    reacquire_widths: float = 0.0
+    reacquire_ratio: float = 1.5
 
 
 @dataclass
@@ -48,6 +55,9 @@ class Track:
     box: np.ndarray
     velocity_px_s: np.ndarray = field(default_factory=lambda: np.zeros(2))
     first_measurable: float | None = None
+    # first measurable reading while screening was allowed: the decision clock (max_wait_s) starts here, so
+    # a glimpse while the blackbody was out of tolerance does not use up a visitor's time
+    first_screenable: float | None = None
     first_near: float | None = None  # first time the face stood near the station, measurable or not
     near_now: bool = False  # at the last reading, the face was near the station (facing it or not)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C) at the canthi
@@ -130,12 +140,36 @@ class Tracker:
                 ids[j] = live[k].track_id
                 iou[k, :] = -1
                 iou[:, j] = -1
+        if self.settings.reacquire_widths > 0 and live:
+            self._reacquire(t, boxes, ids, live)
         for j in np.flatnonzero(ids == 0):
             track = Track(self._next_id, t, t, boxes[j].copy())
             self.tracks[track.track_id] = track
             ids[j] = track.track_id
             self._next_id += 1
         return ids
+
+    def _reacquire(self, t: float, boxes: np.ndarray, ids: np.ndarray, live: list[Track]) -> None:
+        """Give each still unmatched box to the nearest unmatched live track seen last close by (in widths of
+        the larger box) at a similar size; measured from where it was last seen, not from its prediction."""
+        taken = set(int(i) for i in ids if i)
+        for j in np.flatnonzero(ids == 0):
+            box = boxes[j]
+            width, centre = box[2] - box[0], (box[:2] + box[2:]) / 2.0
+            best: tuple[float, Track] | None = None
+            for track in live:
+                if track.track_id in taken:
+                    continue
+                other = track.box[2] - track.box[0]
+                larger, smaller = max(width, other), max(min(width, other), 1e-9)
+                shift = float(np.linalg.norm(centre - track.centre)) / larger
+                if shift < self.settings.reacquire_widths and larger / smaller < self.settings.reacquire_ratio:
+                    if best is None or shift < best[0]:
+                        best = (shift, track)
+            if best is not None:
+                self._continue(best[1], t, box)
+                ids[j] = best[1].track_id
+                taken.add(best[1].track_id)
 
     def _continue(self, track: Track, t: float, box: np.ndarray) -> None:
         dt = t - track.last_seen
@@ -160,8 +194,11 @@ def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset
     to measure; ``site``: where ``skin_c`` was read (``"forehead_mouth"`` when glasses hid the canthi)."""
     if (near or not quality & GEOMETRY_FLAGS) and track.first_near is None:
         track.first_near = t
-    if not (quality & GEOMETRY_FLAGS) and track.first_measurable is None:
-        track.first_measurable = t
+    if not (quality & GEOMETRY_FLAGS):
+        if track.first_measurable is None:
+            track.first_measurable = t
+        if track.first_screenable is None and not quality & PAUSED_FLAGS:
+            track.first_screenable = t
     if skin_c is not None and not quality:
         (track.samples if site == "canthus" else track.alt_samples).append((t, float(skin_c)))
     if track.first_measurable is not None:  # on the approach, "too far" is no reason worth reporting
@@ -176,7 +213,9 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
     for samples in (track.samples, track.alt_samples):
         if len(samples) >= settings.min_samples and samples[-1][0] - samples[0][0] >= settings.min_span_s:
             return True
-    return t - track.first_measurable >= settings.max_wait_s
+    # The clock runs from the first reading screening allowed; while it is paused the decision waits for
+    # the person to leave (then ``retry``, for the pause's reason).
+    return track.first_screenable is not None and t - track.first_screenable >= settings.max_wait_s
 
 
 def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3) -> ScreeningDecision:

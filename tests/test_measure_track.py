@@ -256,3 +256,30 @@ def test_a_track_decides_on_the_canthi_when_it_has_them_else_on_the_second_site(
         add_reading(both, t, 36.5, frozenset())
     decision = decide(both, 0.3, level_of)
     assert decision.site == "canthus" and decision.skin_c == pytest.approx(36.5), "never mixed, canthi first"
+
+
+def test_a_face_lost_and_found_where_it_was_rejoins_its_track_when_allowed():
+    """A bow: the prediction carried the box down, the face comes back up where it was last seen."""
+    settings = TrackSettings(max_gap_s=2.5, max_predict_s=0.3, reacquire_widths=1.0)
+    for reacquire, expected_tracks in ((settings, 1), (TrackSettings(max_gap_s=2.5, max_predict_s=0.3), 2)):
+        tracker = Tracker(reacquire)
+        [first] = tracker.update(0.0, np.array([[40, 40, 80, 90]]))
+        tracker.update(0.1, np.array([[40, 52, 80, 102]]))  # moving down fast
+        [again] = tracker.update(0.9, np.array([[41, 22, 81, 72]]))  # back up, 0.75 widths from its last box
+        assert len(tracker.tracks) == expected_tracks and (again == first) == (expected_tracks == 1)
+    tracker = Tracker(settings)
+    tracker.update(0.0, np.array([[40, 40, 80, 90]]))
+    [other] = tracker.update(0.5, np.array([[40, 40, 60, 65]]))  # half the size: someone else
+    assert len(tracker.tracks) == 2
+
+
+def test_readings_while_screening_is_paused_do_not_start_the_decision_clock():
+    tracker = Tracker()
+    [tid] = tracker.update(0.0, np.array([[0, 0, 10, 10]]))
+    track = tracker.tracks[tid]
+    add_reading(track, 0.0, None, frozenset({"blackbody_bad"}))
+    assert track.first_measurable == 0.0 and track.first_screenable is None
+    assert not ready(track, 5.0, TrackSettings()), "the visitor's second is not used up by the pause"
+    add_reading(track, 5.0, 35.5, frozenset())
+    assert track.first_screenable == 5.0 and ready(track, 6.0, TrackSettings())
+    assert track.owes_retry(min_frames=1), "a paused visitor who leaves is still told"

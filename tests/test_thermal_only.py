@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from station.cli import main
-from station.thermal_faces import ThermalFaceSettings, skin_like, to_grey8
+from station.thermal_faces import ThermalFaceSettings, one_box_per_head, skin_like, to_grey8
 from station.types import Faces
 
 KIOSK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kiosk-cptv"
@@ -38,6 +38,14 @@ def test_three_people_at_a_kiosk_are_three_decisions(kiosk, tmp_path, face_model
     assert [d["level"] for d in decisions] == ["normal", "normal", "normal"]
     # an uncorrected Lepton reads canthi a degree or two low: plausible skin, never a fever
     assert all(32.0 < d["skin_c"] < 37.0 for d in decisions)
+
+
+def test_a_spectacle_wearer_at_a_kiosk_is_measured_on_the_forehead_and_mouth(kiosk, tmp_path, face_model):
+    """The lenses read near room temperature (the canthi are hidden), so the station reads the second site,
+    with its own body model, instead of sending the person away to remove their glasses."""
+    [decision] = _screen(kiosk, tmp_path, "fs-1220-816619-2021-03-31T21:19:04.180Z.cptv")
+    assert decision["site"] == "forehead_mouth" and decision["level"] == "normal"
+    assert 32.0 < decision["skin_c"] < 37.0 and decision["quality"] == []
 
 
 def test_an_empty_kiosk_recording_raises_nothing(kiosk, tmp_path, face_model):
@@ -95,3 +103,34 @@ def test_a_kiosk_is_corrected_by_its_own_reference_disc(kiosk, tmp_path, face_mo
     decisions = [line for line in lines if line["type"] == "screening"]
     assert [d["level"] for d in decisions] == ["normal"] * 3
     assert all(35.5 < d["body_c"] < 37.5 for d in decisions)  # healthy people, once the disc corrects the Lepton
+
+
+def test_a_spectacle_wearer_in_a_warm_room_still_reads_like_skin():
+    """Lenses read near the room and cover the face's centre; the canthi, lips and forehead stay warm."""
+    frame = np.full((160, 120), 29.5, np.float32)  # a warm room
+    frame[30:80, 35:85] = 33.0  # the face
+    frame[45:58, 38:82] = 30.0  # the lenses, across the middle of the box
+    frame[62:70, 55:65] = 31.0  # the cool nose
+    face = Faces(xyxy=np.array([[35, 30, 85, 80]], np.float32), score=np.array([0.8], np.float32),
+                 landmarks=np.zeros((1, 5, 2), np.float32))
+    assert skin_like(frame, face, ThermalFaceSettings()).tolist() == [True]
+    frame[30:80, 35:85] = 30.5  # a face-shaped poster one degree above the room
+    assert skin_like(frame, face, ThermalFaceSettings()).tolist() == [False]
+
+
+def test_a_bowed_head_seen_twice_is_one_box_but_two_people_stay_two():
+    def faces(*rows):
+        boxes = np.array([r[:4] for r in rows], np.float32)
+        return Faces(xyxy=boxes, score=np.array([r[4] for r in rows], np.float32),
+                     landmarks=np.zeros((len(rows), 5, 2), np.float32))
+
+    settings = ThermalFaceSettings()
+    # the face, and the crown of the same head 0.64 widths above it at nearly the same size (IoU 0.24)
+    bowed = faces((40, 60, 77, 105, 0.45), (39, 36, 79, 83, 0.39))
+    assert one_box_per_head(bowed, settings).score.tolist() == pytest.approx([0.45])
+    # a person beside, a head's width away, and one far behind (much smaller), are people
+    beside = faces((40, 60, 77, 105, 0.45), (80, 58, 117, 103, 0.5), (50, 20, 62, 36, 0.4))
+    assert len(one_box_per_head(beside, settings)) == 3
+    # the same face found in both polarities overlaps: the better one stays
+    both = faces((40, 60, 77, 105, 0.45), (42, 61, 78, 104, 0.81))
+    assert one_box_per_head(both, settings).score.tolist() == pytest.approx([0.81])
