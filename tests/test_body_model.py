@@ -527,3 +527,10 @@ def test_the_glasses_site_reads_the_study_as_documented(fda):
     assert fda.subject_id[0] == first[column["SubjectID"]]
     assert fda.forehead_mouth[0] == pytest.approx(sum(per_round) / 4)
     assert not np.isnan(fda.forehead_mouth).any()
+
+
+def test_the_model_sites_are_the_sites_a_decision_may_name():
+    from station.body_model import SITES as MODEL_SITES
+    from station.types import SITES as DECISION_SITES
+
+    assert tuple(MODEL_SITES) == DECISION_SITES
