@@ -64,6 +64,9 @@ class HistoryPanel(QWidget):
         self.list = QListWidget()
         self.list.setFont(QFont("Sans", 13))
         self.list.setIconSize(self.list.iconSize() * 3)
+        # A long row (a retry's reasons, "(glasses)") wraps rather than hiding behind a sideways scroll.
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         title = QLabel("Latest screenings")
         title.setFont(QFont("Sans", 16, QFont.Weight.Bold))
