@@ -213,6 +213,9 @@ def test_history_reopens_from_the_log_with_thumbnails_for_alarms_only(window, qt
     assert len(items) >= 9
     levels = {item.data(0x0100): not item.icon().isNull() for item in items}  # Qt.UserRole
     assert levels.get("fever") is True and levels.get("normal") is False
+    # the demo's spectacle wearer was read on the forehead and mouth: the guard sees so, live and reopened
+    assert sum(item.text().endswith("°C (glasses)") for item in items) >= 1
+    assert sum(item.text().endswith("°C (glasses)") for item in items[:9]) == 1
     again.history.filter.setCurrentText("fever")
     shown = [item for item in items if not item.isHidden()]
     assert shown and all(item.data(0x0100) == "fever" for item in shown)
