@@ -57,8 +57,9 @@ def simulator_digest() -> str:
 
 def fresh_recordings(root: Path) -> list[Path]:
     out = []
+    folder = root / f"sim-{simulator_digest()}"
     for settings in FRESH:
-        path = root / f"sim-{simulator_digest()}" / "-".join(f"{k}{v}" for k, v in settings.items())
+        path = folder / "-".join(f"{k}{v}" for k, v in settings.items())
         if not (path / "meta.json").exists():
             print(f"simulating {path.name} ...", flush=True)
             write_recording(Simulation(SimulationConfig(**settings)), path, overwrite=True)

@@ -17,7 +17,7 @@ import click
 
 from calibration.cli_blackbody import blackbody_command, verify_command
 from station import verification
-from station.cli_group import StationGroup
+from station.cli_group import CONTEXT, StationGroup
 from station.errors import StationError
 from station.profile import (
     MAX_CALIBRATION_AGE_DAYS,
@@ -28,7 +28,6 @@ from station.profile import (
 )
 from station.profiles import ProfileStore
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_VISIBLE_HFOV_DEG = 60.0
 
 

@@ -39,6 +39,7 @@ from calibration.blackbody import (
     verify_reading,
 )
 from station import verification
+from station.cli_group import CONTEXT
 from station.errors import ProfileError, StationError
 from station.profile import (
     MAX_CALIBRATION_AGE_DAYS,
@@ -51,7 +52,6 @@ from station.profiles import ProfileStore
 from station.radiometry import Radiometer
 from station.recording import Recording
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: Exit code of a verification that ran and failed (0 pass, 1 fault, 2 usage error).
 EXIT_VERIFY_FAILED = 3
 #: Tolerance written when neither --tolerance nor the base profile gives one, °C.

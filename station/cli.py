@@ -17,13 +17,12 @@ import click
 from calibration.cli import calibrate
 from station.cli_audit import audit, export_command
 from station.cli_body_model import body_model
-from station.cli_group import StationGroup
+from station.cli_group import CONTEXT, StationGroup
 from station.cli_import import import_command
 from station.cli_model import model
 from station.cli_purge import purge
 from station.errors import StationError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDING = REPO_ROOT / "recordings" / "demo"
 # How the bundled demo recording was made; tests regenerate it with exactly these settings.

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
+from station.cli_group import CONTEXT
 from station.config import check_pin, default_config_path, hash_pin, load_config, save_config
 from station.errors import StationError
 from station.types import LEVELS
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: Exit code of an audit that ran and found the log altered (1 is a fault, 2 a usage error).
 EXIT_LOG_ALTERED = 3
 

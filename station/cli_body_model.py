@@ -15,10 +15,8 @@ from pathlib import Path
 import click
 
 from station import body_model as bm
-from station.cli_group import StationGroup
+from station.cli_group import CONTEXT, StationGroup
 from station.errors import StationError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group("body-model", cls=StationGroup, context_settings=CONTEXT)

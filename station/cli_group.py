@@ -12,6 +12,9 @@ import click
 
 from station.errors import StationError
 
+#: Every command's context: ``-h`` as well as ``--help``, and help text up to 100 columns wide.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
 
 class StationGroup(click.Group):
     """A click group that turns the station's own errors into one-line messages with exit code 1."""

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
+from station.cli_group import CONTEXT
 from station.errors import StationError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.command("import", context_settings=CONTEXT)

@@ -134,12 +134,17 @@ def nose_offset(visible_landmarks: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class CanthusReading:
-    """What one face gave on one thermal frame: the apparent canthus °C (emissivity 1) and the flags."""
+    """What one face gave on one thermal frame: the apparent skin °C (emissivity 1) and the flags.
+
+    ``site`` says where it was read: the canthi, or the forehead and mouth when glasses hid them
+    (:func:`read_skin`); ``canthus_px`` is then that site's hottest pixel.
+    """
 
     apparent_c: float | None
     canthus_px: tuple[float, float] | None
     roi_side_px: float
     quality: frozenset[str]
+    site: str = "canthus"
 
 
 def read_canthus(
@@ -279,3 +284,25 @@ def read_forehead_mouth(smoothed: np.ndarray, thermal_landmarks: np.ndarray,
     if not low <= mouth_c - forehead_c <= high:
         return SiteReading(None, None, "covered")
     return SiteReading(*(found[0] if forehead_c >= mouth_c else found[1]))
+
+
+def read_skin(
+    celsius: np.ndarray,
+    smoothed: np.ndarray,
+    thermal_landmarks: np.ndarray,
+    visible_landmarks: np.ndarray,
+    settings: MeasureSettings = MeasureSettings(),
+    *,
+    glasses_site: bool = False,
+) -> CanthusReading:
+    """One face's skin reading: the canthi, or, with ``glasses_site``, the forehead and mouth when glasses
+    are the only thing that kept the canthi from being read (any other flag stands: a face too far or
+    turned away is no better measured elsewhere). Without a readable second site the ``glasses`` flag stays.
+    """
+    reading = read_canthus(celsius, smoothed, thermal_landmarks, visible_landmarks, settings)
+    if not glasses_site or reading.quality != {"glasses"}:
+        return reading
+    second = read_forehead_mouth(smoothed, thermal_landmarks, settings)
+    if second.apparent_c is None:
+        return reading
+    return CanthusReading(second.apparent_c, second.hottest_px, reading.roi_side_px, frozenset(), "forehead_mouth")

@@ -22,14 +22,7 @@ from station.detect import FaceDetector
 from station.errors import StationError
 from station.guarded_log import GuardedLog
 from station.intake import Intake
-from station.measure import (
-    CanthusReading,
-    MeasureSettings,
-    block_mean,
-    read_canthus,
-    read_forehead_mouth,
-    several_faces,
-)
+from station.measure import MeasureSettings, block_mean, read_skin, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import distance_from_eyes, map_faces
@@ -220,8 +213,11 @@ class Station:
         smoothed = block_mean(thermal.celsius, self.measure_settings.kernel_px)
         reflected = estimate_reflected_c(thermal.celsius)
         self.policy.ambient_c = reflected  # the room as the camera sees it, for a model that uses it
+        # Spectacle wearers are read on the forehead and mouth when the policy has a body model for that site.
+        glasses_site = self.policy.measures("forehead_mouth")
         readings = [
-            read_canthus(thermal.celsius, smoothed, thermal_landmarks[k], faces.landmarks[k], self.measure_settings)
+            read_skin(thermal.celsius, smoothed, thermal_landmarks[k], faces.landmarks[k], self.measure_settings,
+                      glasses_site=glasses_site)
             for k in range(len(faces))
         ]
         # Only faces that could themselves be measured crowd the zone: someone turned away to leave, or
@@ -230,13 +226,6 @@ class Station:
         crowded = several_faces(faces.eye_distance_px, in_zone, self.measure_settings.nearby_face_ratio)
         out = []
         for k, reading in enumerate(readings):
-            site = "canthus"
-            if reading.quality == {"glasses"} and self.policy.measures("forehead_mouth"):
-                # Glasses hide the canthi and nothing else is wrong: read the face outside the eye band.
-                second = read_forehead_mouth(smoothed, thermal_landmarks[k], self.measure_settings)
-                if second.apparent_c is not None:
-                    reading = CanthusReading(second.apparent_c, second.hottest_px, reading.roi_side_px, frozenset())
-                    site = "forehead_mouth"
             quality = set(reading.quality)
             if crowded[k]:
                 quality.add("several_faces")
@@ -252,7 +241,7 @@ class Station:
             track = self.tracker.tracks[int(ids[k])]
             near = reading.roi_side_px >= self.measure_settings.near_roi_px and "off_axis" not in reading.quality
             track.near_now = reading.roi_side_px >= self.measure_settings.near_roi_px
-            add_reading(track, pair.t, skin, frozenset(quality), near, site)
+            add_reading(track, pair.t, skin, frozenset(quality), near, reading.site)
             self._thermal_boxes[track.track_id] = thermal_xyxy[k]
             out.append(
                 Measurement(
@@ -262,7 +251,7 @@ class Station:
                     thermal_xyxy=tuple(float(v) for v in thermal_xyxy[k]),
                     distance_m=float(distance[k]),
                     quality=frozenset(quality),
-                    site=site,
+                    site=reading.site,
                 )
             )
         return out

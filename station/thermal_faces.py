@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from station.detect import FaceDetector
-from station.track import iou_matrix
+from station.track import iou_matrix, shift_and_ratio
 from station.types import Faces
 
 
@@ -125,20 +125,12 @@ def one_box_per_head(faces: Faces, settings: ThermalFaceSettings) -> Faces:
     found in both polarities) or sit closer than a head's width at a similar size are dropped."""
     if len(faces) < 2:
         return faces
-    boxes = faces.xyxy.astype(np.float64)
-    widths = boxes[:, 2] - boxes[:, 0]
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    iou = iou_matrix(boxes, boxes)
+    shift, ratio = shift_and_ratio(faces.xyxy, faces.xyxy)
+    same = (iou_matrix(faces.xyxy, faces.xyxy) > settings.nms_iou) | (
+        (shift < settings.same_head_widths) & (ratio < settings.same_head_ratio))
     kept: list[int] = []
     for k in np.argsort(-faces.score, kind="stable"):
-        same = False
-        for j in kept:
-            larger, smaller = max(widths[k], widths[j]), max(min(widths[k], widths[j]), 1e-9)
-            near = np.linalg.norm(centres[k] - centres[j]) < settings.same_head_widths * larger
-            if iou[k, j] > settings.nms_iou or (near and larger / smaller < settings.same_head_ratio):
-                same = True
-                break
-        if not same:
+        if not same[k, kept].any():
             kept.append(int(k))
     return faces[np.array(kept, dtype=np.int64)]
 

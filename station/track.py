@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from station.types import ScreeningDecision
+from station.types import SITES, ScreeningDecision
 
 # Flags that say a face is not (yet) measurable at all, as opposed to measurable but spoiled.
 GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
@@ -60,9 +60,9 @@ class Track:
     first_screenable: float | None = None
     first_near: float | None = None  # first time the face stood near the station, measurable or not
     near_now: bool = False  # at the last reading, the face was near the station (facing it or not)
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (t, skin °C) at the canthi
-    # (t, skin °C) at the second site (forehead and mouth), read only while glasses hide the canthi
-    alt_samples: list[tuple[float, float]] = field(default_factory=list)
+    # (t, skin °C) of the good readings, by site: the canthi, and the forehead and mouth read while glasses
+    # hid the canthi; one median never mixes the two
+    samples: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {site: [] for site in SITES})
     flags: Counter = field(default_factory=Counter)
     frames_seen: int = 1
     decided: bool = False
@@ -97,18 +97,24 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def shift_and_ratio(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(len(a), len(b)) distances between xyxy box centres in widths of the wider box, and width ratios
+    (wider over narrower, >= 1): the two numbers that say whether two boxes could be one face."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    aw, bw = a[:, 2] - a[:, 0], b[:, 2] - b[:, 0]
+    ac, bc = (a[:, :2] + a[:, 2:]) / 2.0, (b[:, :2] + b[:, 2:]) / 2.0
+    wider = np.maximum(aw[:, None], bw[None, :])
+    shift = np.linalg.norm(ac[:, None, :] - bc[None, :, :], axis=-1) / np.maximum(wider, 1e-9)
+    return shift, wider / np.maximum(np.minimum(aw[:, None], bw[None, :]), 1e-9)
+
+
 def near_score(predicted: np.ndarray, boxes: np.ndarray, floor: float, max_shift: float = 0.75) -> np.ndarray:
     """A second chance for boxes that overlap their track too little: a face walking in sideways close to
     the camera moves more than its own width between frames at low frame rates, and its box size jumps
     with the detector's framing. If the centres lie within ``max_shift`` box widths and the sizes agree
     within a factor 1.4, the pair scores just above ``floor`` (nearer is better), else 0."""
-    pw = predicted[:, 2] - predicted[:, 0]
-    bw = boxes[:, 2] - boxes[:, 0]
-    pc = (predicted[:, :2] + predicted[:, 2:]) / 2.0
-    bc = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    width = np.maximum(pw[:, None], bw[None, :])
-    shift = np.linalg.norm(pc[:, None, :] - bc[None, :, :], axis=-1) / np.maximum(width, 1e-9)
-    ratio = np.maximum(pw[:, None], bw[None, :]) / np.maximum(np.minimum(pw[:, None], bw[None, :]), 1e-9)
+    shift, ratio = shift_and_ratio(predicted, boxes)
     ok = (shift < max_shift) & (ratio < 1.4)
     return np.where(ok, floor + 1e-3 * (1.0 - shift / max_shift), 0.0)
 
@@ -153,23 +159,15 @@ class Tracker:
         """Give each still unmatched box to the nearest unmatched live track seen last close by (in widths of
         the larger box) at a similar size; measured from where it was last seen, not from its prediction."""
         taken = set(int(i) for i in ids if i)
+        shift, ratio = shift_and_ratio(np.array([track.box for track in live]), boxes)
+        close = (shift < self.settings.reacquire_widths) & (ratio < self.settings.reacquire_ratio)
         for j in np.flatnonzero(ids == 0):
-            box = boxes[j]
-            width, centre = box[2] - box[0], (box[:2] + box[2:]) / 2.0
-            best: tuple[float, Track] | None = None
-            for track in live:
-                if track.track_id in taken:
-                    continue
-                other = track.box[2] - track.box[0]
-                larger, smaller = max(width, other), max(min(width, other), 1e-9)
-                shift = float(np.linalg.norm(centre - track.centre)) / larger
-                if shift < self.settings.reacquire_widths and larger / smaller < self.settings.reacquire_ratio:
-                    if best is None or shift < best[0]:
-                        best = (shift, track)
-            if best is not None:
-                self._continue(best[1], t, box)
-                ids[j] = best[1].track_id
-                taken.add(best[1].track_id)
+            free = [k for k in np.flatnonzero(close[:, j]) if live[k].track_id not in taken]
+            if free:
+                track = live[min(free, key=lambda k: shift[k, j])]
+                self._continue(track, t, boxes[j])
+                ids[j] = track.track_id
+                taken.add(track.track_id)
 
     def _continue(self, track: Track, t: float, box: np.ndarray) -> None:
         dt = t - track.last_seen
@@ -200,7 +198,7 @@ def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset
         if track.first_screenable is None and not quality & PAUSED_FLAGS:
             track.first_screenable = t
     if skin_c is not None and not quality:
-        (track.samples if site == "canthus" else track.alt_samples).append((t, float(skin_c)))
+        track.samples[site].append((t, float(skin_c)))
     if track.first_measurable is not None:  # on the approach, "too far" is no reason worth reporting
         for flag in quality:
             track.flags[flag] += 1
@@ -210,7 +208,7 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
     """Whether this track should be decided now (it has enough, or its time is up)."""
     if track.decided or track.first_measurable is None:
         return False
-    for samples in (track.samples, track.alt_samples):
+    for samples in track.samples.values():
         if len(samples) >= settings.min_samples and samples[-1][0] - samples[0][0] >= settings.min_span_s:
             return True
     # The clock runs from the first reading screening allowed; while it is paused the decision waits for
@@ -229,7 +227,7 @@ def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3) -> 
     policy's verdict.
     """
     track.decided = True
-    for site, samples in (("canthus", track.samples), ("forehead_mouth", track.alt_samples)):
+    for site, samples in track.samples.items():  # in the order of SITES: the canthi first
         if len(samples) >= min_samples:
             skin = float(np.median([s for _, s in samples]))
             level, body = level_of(skin, frozenset(), site)

@@ -15,6 +15,7 @@ from station.measure import (
     nose_offset,
     read_canthus,
     read_forehead_mouth,
+    read_skin,
     several_faces,
 )
 from station.track import Track, Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
@@ -283,3 +284,16 @@ def test_readings_while_screening_is_paused_do_not_start_the_decision_clock():
     add_reading(track, 5.0, 35.5, frozenset())
     assert track.first_screenable == 5.0 and ready(track, 6.0, TrackSettings())
     assert track.owes_retry(min_frames=1), "a paused visitor who leaves is still told"
+
+
+def test_read_skin_falls_back_to_the_second_site_only_for_glasses_alone():
+    img, lm = glasses_face(forehead_c=35.0, mouth_c=35.4)
+    assert read_skin(img, img, lm, lm).quality == frozenset({"glasses"})  # no second site asked for
+    reading = read_skin(img, img, lm, lm, glasses_site=True)
+    assert reading.site == "forehead_mouth" and reading.quality == frozenset()
+    assert reading.apparent_c == pytest.approx(35.4)
+    turned = lm.copy()
+    turned[2, 0] += 8.0  # nose far off the eye midpoint: off axis, and no other site helps that
+    assert read_skin(img, img, turned, turned, glasses_site=True).quality == frozenset({"off_axis"})
+    plain, plain_lm = face_frame()
+    assert read_skin(plain, plain, plain_lm, plain_lm, glasses_site=True).site == "canthus"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from station.errors import RecordingError
+from station.recording import Recording, ThermalStreamInfo
 
 ImportFormat = Literal["cptv", "seq"]
 FORMATS: tuple[str, ...] = ("cptv", "seq")
@@ -59,6 +60,15 @@ class ImportSummary:
     encoding: str
     rotation: str
     camera: str
+
+    @classmethod
+    def of(cls, src: Path, out: Path, format: str, fps: float, thermal: ThermalStreamInfo, rotate_cw: int,
+           camera: str) -> ImportSummary:
+        """The summary of a finished import, its frame count and duration read back from what was written."""
+        rec = Recording.open(out)
+        return cls(source=src, out=out, format=format, frames=rec.count("thermal"), duration_s=rec.duration,
+                   fps=fps, width=thermal.width, height=thermal.height, encoding=thermal.encoding,
+                   rotation=rotation_name(rotate_cw), camera=camera)
 
     def line(self) -> str:
         """The one line ``station import`` prints."""

@@ -44,11 +44,10 @@ from station.importers import (
     discard_partial,
     fault,
     quarter_turns,
-    rotation_name,
 )
 from station.model_setup import sha256_file
 from station.radiometry import KELVIN, FlirParams, planck_from_flir
-from station.recording import FRAMES_FILE, META_FILE, Recording, RecordingWriter, ThermalStreamInfo
+from station.recording import FRAMES_FILE, META_FILE, RecordingWriter, ThermalStreamInfo
 from station.types import Frame
 
 ENCODING = "raw-counts"
@@ -340,9 +339,4 @@ def import_seq(src: str | Path, out: str | Path, overwrite: bool = False, rotate
     except BaseException:
         discard_partial(out, existed, (META_FILE, FRAMES_FILE, thermal.file))
         raise
-    rec = Recording.open(out)
-    return ImportSummary(
-        source=src, out=out, format="seq", frames=rec.count("thermal"), duration_s=rec.duration, fps=fps[0],
-        width=thermal.width, height=thermal.height, encoding=ENCODING, rotation=rotation_name(rotate_cw),
-        camera=camera,
-    )
+    return ImportSummary.of(src, out, "seq", fps[0], thermal, rotate_cw, camera)

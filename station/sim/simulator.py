@@ -52,6 +52,60 @@ def build_rig(sensor: ThermalSensorModel) -> CameraRig:
     return CameraRig(visible=PinholeCamera(*VISIBLE_SIZE, VISIBLE_HFOV_DEG), thermal=thermal)
 
 
+class SceneRendering:
+    """What every simulator of the entrance shares (visitors, calibration targets): the room, both cameras
+    and the thermal sensor, drawn first from the scene's seeded generator, so a visitor simulation and a
+    calibration session with the same seed stand in the same room; the room's backgrounds; and the last
+    steps of a frame, the visible camera's blur and noise and the thermal optics.
+
+    A subclass calls :meth:`_draw_scene` first in its set-up, sets ``_scene_rng_seed`` when its own draws
+    are done, has a ``config`` with a ``seed``, and renders (``render_visible``, ``render_thermal``), orders
+    (``timeline``) and describes (``truth_records``, ``profile``, ``describe``) its own frames, which
+    :func:`write_scene_recording` writes.
+    """
+
+    sensor: ThermalSensorModel
+    rig: CameraRig
+    room: Room
+    ambient_c: float
+    outdoor_c: float
+    _scene_rng_seed: int
+
+    def _draw_scene(self, rng: np.random.Generator, thermal_camera: str) -> None:
+        self.sensor = SENSORS[thermal_camera]
+        self.rig = build_rig(self.sensor)
+        self.room = Room()
+        self.ambient_c = float(rng.uniform(20.5, 24.0))
+        self.outdoor_c = float(self.ambient_c - rng.uniform(6.0, 12.0))
+
+    @cached_property
+    def _visible_background(self) -> np.ndarray:
+        return visible_background(self.room, self.rig.visible, np.random.default_rng([self._scene_rng_seed, 1]))
+
+    @cached_property
+    def _thermal_background(self) -> np.ndarray:
+        temp = thermal_background(self.room, self.rig.thermal, self.ambient_c, self.outdoor_c, THERMAL_SUPERSAMPLE,
+                                  np.random.default_rng([self._scene_rng_seed, 2]))
+        return self.sensor.planck.signal(temp).astype(np.float32)
+
+    def _visible_frame(self, canvas: np.ndarray, t: float, index: int) -> Frame:
+        """A composed visible canvas (BGR, 0-1) through the camera's slight blur and noise, as 8 bits."""
+        rng = np.random.default_rng([self.config.seed, 11, index])  # type: ignore[attr-defined]
+        canvas = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), 0.6)
+        canvas += rng.normal(0.0, 0.006, size=canvas.shape).astype(np.float32)
+        image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
+        return Frame(image=image, t=t, index=index, meta={"camera": "simulated-visible"})
+
+    def _through_thermal_optics(self, signal: np.ndarray) -> np.ndarray:
+        """A supersampled in-band signal down to the sensor's pixels and blur, as apparent °C."""
+        signal = cv2.resize(signal, (self.sensor.width, self.sensor.height), interpolation=cv2.INTER_AREA)
+        signal = cv2.GaussianBlur(signal, (0, 0), self.sensor.blur_sigma_px)
+        return self.sensor.planck.celsius(signal)
+
+    def render(self, stream: Stream, index: int) -> Frame:
+        return self.render_visible(index) if stream == "visible" else self.render_thermal(index)  # type: ignore[attr-defined]
+
+
 def true_registration(rig: CameraRig, reference_distance_m: float) -> Registration:
     """The registration a perfect technician would write for this rig: derived from it, never typed in."""
     h = rig.homography_at(reference_distance_m)
@@ -123,21 +177,14 @@ class _Layers:
 
 
 @dataclass
-class Simulation:
+class Simulation(SceneRendering):
     config: SimulationConfig
-    sensor: ThermalSensorModel = field(init=False)
-    rig: CameraRig = field(init=False)
-    room: Room = field(init=False)
     people: list[Person] = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        self.sensor = SENSORS[cfg.thermal_camera]
-        self.rig = build_rig(self.sensor)
-        self.room = Room()
-        self.ambient_c = float(rng.uniform(20.5, 24.0))
-        self.outdoor_c = float(self.ambient_c - rng.uniform(6.0, 12.0))
+        self._draw_scene(rng, cfg.thermal_camera)
         self.flaws = SensorFlaws(
             gain=cfg.sensor_gain, offset_c=cfg.sensor_offset_c, drift_c=cfg.drift_c,
             drift_phases=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 2 * math.pi))),
@@ -256,16 +303,6 @@ class Simulation:
             self._signal(th, reflected), th.alpha, th
         )
 
-    @cached_property
-    def _visible_background(self) -> np.ndarray:
-        return visible_background(self.room, self.rig.visible, np.random.default_rng([self._scene_rng_seed, 1]))
-
-    @cached_property
-    def _thermal_background(self) -> np.ndarray:
-        temp = thermal_background(self.room, self.rig.thermal, self.ambient_c, self.outdoor_c, THERMAL_SUPERSAMPLE,
-                                  np.random.default_rng([self._scene_rng_seed, 2]))
-        return self.sensor.planck.signal(temp).astype(np.float32)
-
     # ------------------------------------------------------------------ rendering
     def render_visible(self, index: int) -> Frame:
         t = float(self.visible_times[index])
@@ -274,11 +311,7 @@ class Simulation:
             layers = self._layers[person.person_id]
             self._draw_person(canvas, layers.visible_torso, layers.visible_head, self.rig.visible, pose, 1)
         draw(canvas, self._blackbody[0], self.rig.visible, self.blackbody_centre_m, 0.0)
-        rng = np.random.default_rng([self.config.seed, 11, index])
-        canvas = cv2.GaussianBlur(canvas, (0, 0), 0.6)
-        canvas += rng.normal(0.0, 0.006, size=canvas.shape).astype(np.float32)
-        image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
-        return Frame(image=image, t=t, index=index, meta={"camera": "simulated-visible"})
+        return self._visible_frame(canvas, t, index)
 
     def apparent_temperature(self, t: float) -> np.ndarray:
         """What a perfect copy of the thermal camera would read at t (°C, emissivity 1), before its flaws."""
@@ -288,9 +321,7 @@ class Simulation:
             layers = self._layers[person.person_id]
             self._draw_person(canvas, layers.thermal_torso, layers.thermal_head, self.rig.thermal, pose, s)
         draw(canvas, self._blackbody[1], self.rig.thermal, self.blackbody_centre_m, 0.0, s)
-        signal = cv2.resize(canvas, (self.sensor.width, self.sensor.height), interpolation=cv2.INTER_AREA)
-        signal = cv2.GaussianBlur(signal, (0, 0), self.sensor.blur_sigma_px)
-        return self.sensor.planck.celsius(signal)
+        return self._through_thermal_optics(canvas)
 
     def render_thermal(self, index: int) -> Frame:
         t = float(self.thermal_times[index])
@@ -298,9 +329,6 @@ class Simulation:
         measured = self.flaws.apply(self.apparent_temperature(t), t, self.sensor.netd_c, rng)
         image = self.sensor.encode(measured)
         return Frame(image=image, t=t, index=index, meta={"camera": f"simulated-{self.sensor.name}"})
-
-    def render(self, stream: Stream, index: int) -> Frame:
-        return self.render_visible(index) if stream == "visible" else self.render_thermal(index)
 
     def _draw_person(self, canvas, torso: Billboard, head: Billboard, camera, pose: Pose, supersample: int) -> None:
         yaw = math.radians(pose.yaw_deg)
@@ -519,6 +547,20 @@ def write_recording(
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Render every frame in time order straight into a recording (never the whole video in memory)."""
+    return write_scene_recording(sim, out, visible_fps=sim.config.visible_fps, visible_file=visible_file,
+                                 overwrite=overwrite, progress=progress)
+
+
+def write_scene_recording(
+    sim: SceneRendering,
+    out: str | Path,
+    *,
+    visible_fps: float,
+    visible_file: str,
+    overwrite: bool,
+    progress: Callable[[int], None] | None,
+) -> Path:
+    """Any simulator's frames, in its time order, with its truth and true profile, as a recording (format v1)."""
     from station.recording import RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
 
     sensor = sim.sensor
@@ -526,7 +568,7 @@ def write_recording(
         width=sensor.width, height=sensor.height, fps=sensor.fps, camera=f"simulated-{sensor.name}",
         encoding=sensor.encoding, planck=sensor.planck.as_dict() if sensor.encoding == "raw-counts" else None,
     )
-    visible = VisibleStreamInfo(width=VISIBLE_SIZE[0], height=VISIBLE_SIZE[1], fps=sim.config.visible_fps,
+    visible = VisibleStreamInfo(width=VISIBLE_SIZE[0], height=VISIBLE_SIZE[1], fps=visible_fps,
                                 camera="simulated-visible", file=visible_file)
     with RecordingWriter(
         out, source="simulated", thermal=thermal, visible=visible, calibration_toml=sim.profile().to_toml(),

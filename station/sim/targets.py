@@ -43,10 +43,15 @@ import numpy as np
 
 from station.profile import CalibrationProfile, Radiometry
 from station.sim import appearance
-from station.sim.background import Room, thermal_background, visible_background
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
-from station.sim.sensors import SENSORS, ThermalSensorModel
-from station.sim.simulator import THERMAL_SUPERSAMPLE, VISIBLE_SIZE, build_rig, true_registration
+from station.sim.sensors import SENSORS
+from station.sim.simulator import (
+    THERMAL_SUPERSAMPLE,
+    VISIBLE_SIZE,
+    SceneRendering,
+    true_registration,
+    write_scene_recording,
+)
 from station.types import Frame, Stream
 
 KINDS = ("aruco", "checkerboard")
@@ -363,25 +368,18 @@ def paint_board(levels: tuple[np.ndarray, ...], pad: int, camera: PinholeCamera,
 
 
 @dataclass
-class TargetSimulation:
+class TargetSimulation(SceneRendering):
     """A calibration session: the board, its planned poses, and both cameras' frames of each."""
 
     config: TargetConfig
-    sensor: ThermalSensorModel = field(init=False)
-    rig: CameraRig = field(init=False)
-    room: Room = field(init=False)
     board: Board = field(init=False)
     poses: list[TargetPose] = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        self.sensor = SENSORS[cfg.thermal_camera]
-        self.rig = build_rig(self.sensor)
-        self.room = Room()
+        self._draw_scene(rng, cfg.thermal_camera)
         self.board = BOARDS[cfg.kind]()
-        self.ambient_c = float(rng.uniform(20.5, 24.0))
-        self.outdoor_c = float(self.ambient_c - rng.uniform(6.0, 12.0))
         self._scene_rng_seed = int(rng.integers(2**31))
         near, far = self.distance_range_m
         self.poses = [place_board(rng, self.board, self.rig, float(d), cfg.max_tilt_deg)
@@ -438,16 +436,6 @@ class TargetSimulation:
         ink = self.board.ink
         return pyramid(seen(self.ambient_c + BOARD_ABOVE_AMBIENT_C) * (1 - ink) + seen(HEATED_C) * ink)
 
-    @cached_property
-    def _visible_background(self) -> np.ndarray:
-        return visible_background(self.room, self.rig.visible, np.random.default_rng([self._scene_rng_seed, 1]))
-
-    @cached_property
-    def _thermal_background(self) -> np.ndarray:
-        temp = thermal_background(self.room, self.rig.thermal, self.ambient_c, self.outdoor_c, THERMAL_SUPERSAMPLE,
-                                  np.random.default_rng([self._scene_rng_seed, 2]))
-        return self.sensor.planck.signal(temp).astype(np.float32)
-
     # ------------------------------------------------------------------ rendering
     def render_visible(self, index: int) -> Frame:
         """The room with the board in front, printed paper lit as the room's walls are, then the
@@ -457,21 +445,14 @@ class TargetSimulation:
         layer = cv2.resize(layer, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
         light = 1.0 - 0.04 * float(np.clip(np.linalg.norm(pose.centre_m) - 1.0, 0, 6))
         canvas = self._visible_background * (1.0 - layer[..., 3:]) + layer[..., :3] * light
-        rng = np.random.default_rng([self.config.seed, 11, index])
-        canvas = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), 0.6)
-        canvas += rng.normal(0.0, 0.006, size=canvas.shape).astype(np.float32)
-        image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
-        return Frame(image=image, t=float(self.visible_times[index]), index=index,
-                     meta={"camera": "simulated-visible"})
+        return self._visible_frame(canvas, float(self.visible_times[index]), index)
 
     def apparent_temperature(self, index: int) -> np.ndarray:
         """What a perfect copy of the thermal camera would read for pose ``index`` (°C, emissivity 1)."""
         s = THERMAL_SUPERSAMPLE
         layer = paint_board(*self._thermal_board, self.rig.thermal, self.poses[index], self.board, s)
         canvas = self._thermal_background * (1.0 - layer[..., 1]) + layer[..., 0]
-        signal = cv2.resize(canvas, (self.sensor.width, self.sensor.height), interpolation=cv2.INTER_AREA)
-        signal = cv2.GaussianBlur(signal, (0, 0), self.sensor.blur_sigma_px)
-        return self.sensor.planck.celsius(signal)
+        return self._through_thermal_optics(canvas)
 
     def render_thermal(self, index: int) -> Frame:
         """The apparent temperature plus the sensor's noise, in its own encoding; no gain, offset or drift,
@@ -481,9 +462,6 @@ class TargetSimulation:
         measured = apparent + rng.normal(0.0, self.sensor.netd_c, size=apparent.shape)
         return Frame(image=self.sensor.encode(measured), t=float(self.thermal_times[index]), index=index,
                      meta={"camera": f"simulated-{self.sensor.name}"})
-
-    def render(self, stream: Stream, index: int) -> Frame:
-        return self.render_visible(index) if stream == "visible" else self.render_thermal(index)
 
     # ------------------------------------------------------------------ truth
     def truth_record(self, index: int) -> dict:
@@ -557,22 +535,5 @@ def write_target_recording(
     Pass ``visible_file="visible.mkv"`` (lossless) when the recording is to measure a registration to
     a tenth of a pixel; mp4 is compact but lossy.
     """
-    from station.recording import RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
-
-    sensor = sim.sensor
-    thermal = ThermalStreamInfo(
-        width=sensor.width, height=sensor.height, fps=sensor.fps, camera=f"simulated-{sensor.name}",
-        encoding=sensor.encoding, planck=sensor.planck.as_dict() if sensor.encoding == "raw-counts" else None,
-    )
-    visible = VisibleStreamInfo(width=VISIBLE_SIZE[0], height=VISIBLE_SIZE[1], fps=VISIBLE_FPS,
-                                camera="simulated-visible", file=visible_file)
-    with RecordingWriter(
-        out, source="simulated", thermal=thermal, visible=visible, calibration_toml=sim.profile().to_toml(),
-        extra_meta={"simulation": sim.describe()}, overwrite=overwrite,
-    ) as writer:
-        for stream, index in sim.timeline():
-            writer.write(sim.render(stream, index))
-            if progress is not None:
-                progress(1)
-        writer.write_truth(sim.truth_records())
-    return Path(out)
+    return write_scene_recording(sim, out, visible_fps=VISIBLE_FPS, visible_file=visible_file, overwrite=overwrite,
+                                 progress=progress)
