@@ -51,6 +51,11 @@ build a best-of-four selection into the offset that the station does not do). Th
 is built the same way: per round the hotter of ``T_FH_Max`` (whole forehead) and ``T_OR_Max`` (mouth
 region), averaged over the rounds that have both.
 
+Real files have the odd impossible cell (the FLIR file a ``Distance`` of 79 m, the ICI file a ``Humidity``
+of 3021.1 %). One bad cell costs at most its subject, never the file: the reader is told which inputs the
+model at hand reads (its :attr:`BodyModel.features`); an impossible value in a column it does not read is
+read as missing, one in a column it reads leaves that subject out, and both are said in the data's notes.
+
 Figures
 -------
 :class:`Figures` are what the station is judged on: mean absolute error of the estimate, ROC AUC for
@@ -122,13 +127,29 @@ _OPTIONAL = ("Humidity", "Date") + tuple(f"{c}{k}" for c in ("T_FHC_Max", "T_Max
                                          for k in range(1, 5))
 HEADER_ROW = 3  # 1-based: the row with the column names (pandas' header=2)
 
-# Plausibility: a temperature outside these is the wrong unit or the wrong column, and refused; a distance
-# outside its range is a typing error (the FLIR file has one 79 m among 0.5-0.9 m) and read as missing.
+# Plausibility: a value outside these is the wrong unit, the wrong column or a typing error (the FLIR file has
+# one Distance of 79 m among 0.5-0.9 m, the ICI file one Humidity of 3021.1 %). What becomes of it depends on
+# whether the model at hand reads it (see read_fda_csv): read as missing, or its subject left out.
 _BODY_RANGE_C = (30.0, 45.0)
 _SKIN_RANGE_C = (20.0, 45.0)
 _AMBIENT_RANGE_C = (-30.0, 50.0)
 _DISTANCE_RANGE_M = (0.2, 5.0)
 _HUMIDITY_RANGE = (0.0, 100.0)
+
+#: Each input read from the cells: its plausible range and unit.
+_PLAUSIBLE: Mapping[str, tuple[tuple[float, float], str]] = MappingProxyType({
+    "oral": (_BODY_RANGE_C, "°C"), "canthus": (_SKIN_RANGE_C, "°C"), "forehead_mouth": (_SKIN_RANGE_C, "°C"),
+    "forehead": (_SKIN_RANGE_C, "°C"), "face_max": (_SKIN_RANGE_C, "°C"), "ambient": (_AMBIENT_RANGE_C, "°C"),
+    "distance": (_DISTANCE_RANGE_M, "m"), "humidity": (_HUMIDITY_RANGE, "%"),
+})
+#: The input behind each numeric column of the study (the :class:`FdaData` field it feeds).
+_COLUMN_INPUT: Mapping[str, str] = MappingProxyType({
+    "aveOralM": "oral", "T_atm": "ambient", "Distance": "distance", "Humidity": "humidity",
+    **{f"{stem}{k}": key for key, stem in _ROUND_COLUMNS.items() for k in range(1, 5)},
+    **{f"{stem}{k}": "forehead_mouth" for stem in _FOREHEAD_MOUTH_STEMS for k in range(1, 5)},
+})
+#: How many subjects a note names before it says "+N more".
+_NAMED_IN_NOTE = 10
 
 #: The study the shipped model was fitted on; ``station body-model fit`` records it unless told otherwise.
 FDA_DATA_SET = "FDA facial and oral temperatures, PhysioNet face-oral-temp-data v1.0.0"
@@ -154,6 +175,10 @@ class FdaData:
     1970 (for the check across time), ``rounds`` the number of rounds with canthiMax. Subjects without
     aveOralM or without a value for any site are left out and counted in ``notes``; a subject with one
     site but not the other is kept, and left out only of what needs the missing site (:meth:`with_site`).
+
+    ``left_out`` names the rows left out for a fault of their own, as ``(subject, why)``: an impossible
+    value in a column the model reads (``why`` is e.g. ``"T_atm 250"``), or no or a repeated SubjectID.
+    They are also in ``notes``, which is what a command prints.
     """
 
     path: str
@@ -170,6 +195,7 @@ class FdaData:
     day: np.ndarray
     rounds: np.ndarray
     notes: tuple[str, ...] = ()
+    left_out: tuple[tuple[str, str], ...] = ()
 
     @property
     def n(self) -> int:
@@ -197,7 +223,7 @@ class FdaData:
     def subset(self, mask: np.ndarray) -> FdaData:
         """The subjects where ``mask`` is true (same file, same notes)."""
         arrays = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
-        return FdaData(path=self.path, sha256=self.sha256, notes=self.notes, **arrays)
+        return FdaData(path=self.path, sha256=self.sha256, notes=self.notes, left_out=self.left_out, **arrays)
 
 
 _ARRAY_FIELDS = ("subject_id", "canthus", "forehead_mouth", "oral", "ambient", "distance", "forehead", "face_max",
@@ -210,23 +236,57 @@ def _check_site(site: Any, where: str = "site") -> str:
     return site
 
 
-def _number(text: str, where: str) -> float:
+def _plausible(text: str, feature: str) -> tuple[float, str | None]:
+    """A cell's value and, when it is impossible, how to show it (else ``None``); an empty cell is NaN.
+
+    Impossible means not a finite number, or outside the input's plausible range (:data:`_PLAUSIBLE`):
+    either way the cell says nothing true about the subject, and the caller decides what that costs.
+    """
     text = text.strip()
     if not text:
-        return math.nan
+        return math.nan, None
     try:
         value = float(text)
     except ValueError:
-        raise StationError(f"{where}: expected a number, got {text[:40]!r}") from None
+        return math.nan, repr(text[:20])
     if not math.isfinite(value):
-        raise StationError(f"{where}: expected a finite number, got {text[:40]!r}")
-    return value
+        return math.nan, repr(text[:20])
+    low, high = _PLAUSIBLE[feature][0]
+    if not low <= value <= high:
+        return math.nan, f"{value:g}"
+    return value, None
 
 
-def _check_range(value: float, bounds: tuple[float, float], where: str, what: str) -> float:
-    if not math.isnan(value) and not bounds[0] <= value <= bounds[1]:
-        raise StationError(f"{where}: {value:g} is not {what} ({bounds[0]:g} to {bounds[1]:g})")
-    return value
+def _family(column: str) -> str:
+    """``canthiMax3`` -> ``canthiMax1-4``: the four rounds of one measurement share a note."""
+    return f"{column[:-1]}1-4" if column[-1:].isdigit() and column[:-1] in (
+        *_ROUND_COLUMNS.values(), *_FOREHEAD_MOUTH_STEMS) else column
+
+
+def _plausible_range(column: str) -> str:
+    (low, high), unit = _PLAUSIBLE[_COLUMN_INPUT[column]]
+    return f"{low:g} to {high:g} {unit}"
+
+
+def _subjects(n: int) -> str:
+    return f"{n} subject" + ("" if n == 1 else "s")
+
+
+def _named(items: Sequence[str], cap: int = _NAMED_IN_NOTE) -> str:
+    """The first ``cap`` of ``items`` joined, then ``(+N more)``: a note stays one readable line."""
+    more = len(items) - cap
+    return "; ".join(items[:cap]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _inputs_read(inputs: Sequence[str] | None) -> frozenset[str]:
+    """The inputs whose impossible values leave a subject out: ``oral`` always, and the model's ``inputs``."""
+    if inputs is None:
+        return frozenset({"oral"})
+    allowed = tuple(SITES) + CANDIDATE_FEATURES
+    if isinstance(inputs, str) or not all(isinstance(f, str) and f in allowed for f in inputs):
+        raise StationError(f"read_fda_csv: inputs: expected a model's features, any of {', '.join(allowed)}; "
+                           f"got {_show(inputs if isinstance(inputs, str) else list(inputs))}")
+    return frozenset({"oral", *inputs})
 
 
 def _day(text: str) -> float:
@@ -237,16 +297,58 @@ def _day(text: str) -> float:
         return math.nan
 
 
-def read_fda_csv(path: str | Path) -> FdaData:
-    """Read a CSV in the FDA facial/oral study's layout; every fault is one line naming file and column.
+def read_fda_csv(path: str | Path, inputs: Sequence[str] | None = None) -> FdaData:
+    """Read a CSV in the FDA facial/oral study's layout, keeping every subject a bad cell does not spoil.
 
     Each site's value is a mean over the rounds of per-round maxima, as the station reads the hottest
     pixel of a region made robust over frames. For ``forehead_mouth`` a round counts only when it has
     both T_FH_Max and T_OR_Max: the max of one of them alone would be a different, cooler site. The
     T_FH_Max and T_OR_Max columns are optional (a file without them simply has no forehead_mouth), and
     range-checked as skin temperatures like every other facial column.
+
+    Parameters
+    ----------
+    path
+        The CSV file.
+    inputs
+        What the model at hand reads: its :attr:`BodyModel.features` (the site first, then e.g.
+        ``ambient``), or for a fit the site and the chosen features. The reference ``aveOralM`` is always
+        read. ``None`` (no model named): only the reference is read, so an impossible value anywhere
+        else is read as missing; pass a model's features to figure or fit that model.
+
+    Returns
+    -------
+    FdaData
+        One row per usable subject; ``notes`` says what was read as missing and who was left out, and
+        why, with a count and at most ten names (then ``+N more``).
+
+    Raises
+    ------
+    StationError
+        One line naming the file, only when the file is not the study's layout (unreadable, no header
+        row, a required column missing or twice) or nothing usable is left.
+
+    Notes
+    -----
+    A cell is impossible when it is not a number or is outside its column's plausible range (a body
+    temperature 30 to 45 °C, skin 20 to 45, room -30 to 50, distance 0.2 to 5 m, humidity 0 to 100 %): the wrong
+    unit, the wrong column or a typing error. What it costs depends on what the model reads, because
+    the auditor must not lose a whole file, nor be shown figures that rest on a guess:
+
+    - in a column the model does not read (``Humidity``, which no model reads; ``Distance`` for a model
+      without distance; the other site's columns), the value is read as missing, as if the cell were
+      empty, and counted in a note: the model's figures do not depend on it. This is what the reader
+      always did with the FLIR file's one 79 m ``Distance``.
+    - in a column the model reads (``aveOralM``, its site's columns, ``T_atm`` for a model with
+      ambient), the subject is left out and named in a note: reading it as missing would have the model
+      answer for a room or a skin it never saw, and the subject's figure would be made up. An impossible
+      round of the site is not dropped alone either: the other rounds of the same person are suspect too.
+
+    A row without a SubjectID, or repeating one already read, is left out and named the same way: the
+    first row of a subject is kept, as folds by subject must not see one person twice.
     """
     path = Path(path)
+    reads = _inputs_read(inputs)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -283,48 +385,63 @@ def read_fda_csv(path: str | Path) -> FdaData:
     seen: dict[str, int] = {}
     no_oral = no_site = canthus_missing = forehead_mouth_missing = 0
     has_forehead_mouth = any(f"{stem}{k}" in index for stem in _FOREHEAD_MOUTH_STEMS for k in range(1, 5))
-    far: list[str] = []
+    left_out: list[tuple[str, str]] = []  # (subject, why): a fault in what the model reads
+    left_out_columns: dict[str, str] = {}  # column family -> its plausible range, for the note
+    missing: dict[str, list[str]] = {}  # column family -> "subject: value" read as missing
     for line_no, row in enumerate(rows[HEADER_ROW:], start=HEADER_ROW + 1):
         if not any(cell.strip() for cell in row):
             continue
         subject = row[index["SubjectID"]].strip() if index["SubjectID"] < len(row) else ""
-        at = f"{path}: row {line_no}" + (f" (subject {subject})" if subject else "")
         if not subject:
-            raise StationError(f"{at}: SubjectID is empty")
+            left_out.append((f"row {line_no}", "no SubjectID"))
+            continue
         if subject in seen:
-            raise StationError(f"{at}: SubjectID {subject!r} already on row {seen[subject]}")
+            left_out.append((f"{subject} (row {line_no})", f"SubjectID already on row {seen[subject]}"))
+            continue
         seen[subject] = line_no
+        bad_read: list[tuple[str, str]] = []  # (column, value) impossible in a column the model reads
+        bad_other: list[tuple[str, str]] = []  # the same in a column it does not: read as missing
 
-        def cell(name: str, row: list[str] = row, at: str = at) -> float:
+        def cell(name: str, row: list[str] = row, bad_read: list[tuple[str, str]] = bad_read,
+                 bad_other: list[tuple[str, str]] = bad_other) -> float:
             i = index.get(name)
-            return math.nan if i is None or i >= len(row) else _number(row[i], f"{at}: {name}")
+            if i is None or i >= len(row):
+                return math.nan
+            value, shown = _plausible(row[i], _COLUMN_INPUT[name])
+            if shown is not None:
+                (bad_read if _COLUMN_INPUT[name] in reads else bad_other).append((name, shown))
+            return value
 
-        oral = _check_range(cell("aveOralM"), _BODY_RANGE_C, f"{at}: aveOralM", "an oral temperature in °C")
+        oral = cell("aveOralM")
         rounds = {}
         for key, stem in _ROUND_COLUMNS.items():
-            got = [_check_range(cell(f"{stem}{k}"), _SKIN_RANGE_C, f"{at}: {stem}{k}", "a skin temperature in °C")
-                   for k in range(1, 5)]
+            got = [cell(f"{stem}{k}") for k in range(1, 5)]
             rounds[key] = [v for v in got if not math.isnan(v)]
         rounds["forehead_mouth"] = []
         for k in range(1, 5):
-            pair = [_check_range(cell(f"{stem}{k}"), _SKIN_RANGE_C, f"{at}: {stem}{k}", "a skin temperature in °C")
-                    for stem in _FOREHEAD_MOUTH_STEMS]
+            pair = [cell(f"{stem}{k}") for stem in _FOREHEAD_MOUTH_STEMS]
             if not any(math.isnan(v) for v in pair):
                 rounds["forehead_mouth"].append(max(pair))
+        ambient = cell("T_atm")
+        distance = cell("Distance")
+        humidity = cell("Humidity")
+        if bad_read:
+            left_out.append((subject, ", ".join(f"{name} {shown}" for name, shown in bad_read)))
+            for name, _ in bad_read:
+                left_out_columns.setdefault(_family(name), _plausible_range(name))
+            continue
         if math.isnan(oral):
             no_oral += 1
             continue
         if not rounds["canthus"] and not rounds["forehead_mouth"]:
             no_site += 1
             continue
+        for name, shown in bad_other:
+            family = _family(name)
+            missing.setdefault(family, []).append(f"{subject}: {shown}" if family == name
+                                                  else f"{subject}: {name} {shown}")
         canthus_missing += not rounds["canthus"]
         forehead_mouth_missing += has_forehead_mouth and not rounds["forehead_mouth"]
-        ambient = _check_range(cell("T_atm"), _AMBIENT_RANGE_C, f"{at}: T_atm", "a room temperature in °C")
-        distance = cell("Distance")
-        if not math.isnan(distance) and not _DISTANCE_RANGE_M[0] <= distance <= _DISTANCE_RANGE_M[1]:
-            far.append(f"{subject}: {distance:g}")
-            distance = math.nan
-        humidity = _check_range(cell("Humidity"), _HUMIDITY_RANGE, f"{at}: Humidity", "a relative humidity in %")
         date_i = index.get("Date")
         ids.append(subject)
         values["oral"].append(oral)
@@ -336,25 +453,32 @@ def read_fda_csv(path: str | Path) -> FdaData:
         values["distance"].append(distance)
         values["humidity"].append(humidity)
         values["day"].append(_day(row[date_i]) if date_i is not None and date_i < len(row) else math.nan)
+    if left_out:
+        plausible = "; ".join(f"{family} {bounds}" for family, bounds in left_out_columns.items())
+        notes.append(f"{_subjects(len(left_out))} left out for a bad cell in a column the model reads: "
+                     + _named([f"{who} ({why})" for who, why in left_out])
+                     + (f" (plausible: {plausible})" if plausible else ""))
     if not ids:
-        raise StationError(f"{path}: no subject with both aveOralM and a skin temperature (canthiMax, or T_FH_Max "
-                           "and T_OR_Max in one round)")
+        raise StationError(f"{path}: nothing usable: no subject with both aveOralM and a skin temperature "
+                           "(canthiMax, or T_FH_Max and T_OR_Max in one round)" + (f"; {notes[0]}" if left_out
+                                                                                    else ""))
     if no_oral:
         notes.append(f"{no_oral} subjects without aveOralM left out")
     if no_site:
         notes.append(f"{no_site} subjects without any canthiMax" + (
             " nor a round with both T_FH_Max and T_OR_Max" if has_forehead_mouth else "") + " left out")
-    if far:
-        lo, hi = _DISTANCE_RANGE_M
-        notes.append(f"Distance outside {lo:g}-{hi:g} m read as missing ({'; '.join(far[:5])} m)")
+    for family, found in missing.items():
+        column = family if family in _COLUMN_INPUT else family.replace("1-4", "1")
+        notes.append(f"{family} outside {_plausible_range(column)} (or not a number) read as missing for "
+                     f"{_subjects(len(found))}, as the model does not read it: {_named(found)}")
     if canthus_missing:
         notes.append(f"{canthus_missing} subjects without any canthiMax kept for forehead_mouth only")
     if forehead_mouth_missing:
         notes.append(f"{forehead_mouth_missing} subjects without a round with both T_FH_Max and T_OR_Max kept for "
                      "canthus only")
     return FdaData(path=str(path), sha256=hashlib.sha256(raw).hexdigest(),
-                   subject_id=np.array(ids, dtype=object),
-                   notes=tuple(notes), **{k: np.array(v, dtype=float) for k, v in values.items()})
+                   subject_id=np.array(ids, dtype=object), notes=tuple(notes), left_out=tuple(left_out),
+                   **{k: np.array(v, dtype=float) for k, v in values.items()})
 
 
 # ============================================================================================== figures

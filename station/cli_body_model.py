@@ -79,17 +79,22 @@ _SITE_READS = {"canthus": "the hottest pixel of the inner canthi (people without
 
 
 def _describe(data: bm.FdaData, site: str = "canthus") -> bm.FdaData:
-    """Say what the file holds and what the site is; return the subjects that have the site."""
+    """Say what the file holds and what the site is; return the subjects that have the site.
+
+    The notes say what the reader read as missing and whom it left out (with a count and the subjects
+    named), so the figures that follow can be traced to the people they are about. A file with nobody
+    usable for the site is refused before anything is printed: one line, not a summary then an error.
+    """
+    usable = data.with_site(site)
+    if usable.n == 0:
+        raise StationError(f"{data.path}: no subject has a {site} value ({bm.SITES[site]})")
     click.echo(f"{Path(data.path).name}: {data.n} subjects, {int(data.febrile.sum())} with oral >= "
                f"{bm.REFERENCE_FEVER_C} °C (aveOralM); {site} = {_SITE_SHORT[site]}")
     for note in data.notes:
         click.echo(f"note: {note}")
-    usable = data.with_site(site)
     if usable.n < data.n:
         click.echo(f"note: {data.n - usable.n} subjects without a {site} value left out: {usable.n} subjects, "
                    f"{int(usable.febrile.sum())} febrile")
-    if usable.n == 0:
-        raise StationError(f"{data.path}: no subject has a {site} value ({bm.SITES[site]})")
     return usable
 
 
@@ -157,7 +162,9 @@ def fit_command(csv_path: Path, out: Path, site: str, features_text: str, ridge:
         raise StationError(f"{out.parent}: no such directory")
     elevated_c, fever_c, _ = _station_thresholds()
     thresholds = (elevated_c, fever_c)
-    data = bm.read_fda_csv(csv_path)
+    # What this fit reads decides what a bad cell costs (see bm.read_fda_csv): the candidates tried beside it
+    # are only compared, so an impossible value there is read as missing rather than costing a subject.
+    data = bm.read_fda_csv(csv_path, (site, *features))
     usable = _describe(data, site)
 
     def cv_of(feats: tuple[str, ...], on: bm.FdaData = usable, at: str = site) -> bm.CrossValidation:
@@ -279,9 +286,11 @@ def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) 
 
     CSV is in the layout of the FDA facial/oral study; the reference is aveOralM, febrile means oral
     >= 37.5 °C. The model is fed its own site (canthus, or forehead_mouth for a glasses model), on the
-    subjects that have it. The thresholds (elevated_c, fever_c) and the constant offset shown for
-    comparison are the station's own settings; that offset is a canthus offset, so it is always applied
-    to the canthus.
+    subjects that have it. An impossible value (not a number, or e.g. a humidity of 3021 %) in a column
+    the model does not read is read as missing; one in a column it reads (aveOralM, its site, T_atm)
+    leaves that subject out. Both are printed as notes, naming the subjects. The thresholds (elevated_c,
+    fever_c) and the constant offset shown for comparison are the station's own settings; that offset is
+    a canthus offset, so it is always applied to the canthus.
 
     \b
     Examples:
@@ -293,7 +302,10 @@ def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) 
     model = bm.load_model() if model_path is None else bm.load_model(model_path, site=None)
     elevated_c, fever_c, offset_c = _station_thresholds()
     thresholds = (elevated_c, fever_c)
-    data = _describe(bm.read_fda_csv(csv_path), model.site)
+    # The model's own features decide which bad cells cost a subject and which are read as missing; without
+    # ambient the model never sees T_atm, so a typo there must not cost anyone either.
+    reads = tuple(f for f in model.features if not (no_ambient and f == "ambient"))
+    data = _describe(bm.read_fda_csv(csv_path, reads), model.site)
     click.echo(f"model {model.id}: {model.formula()}")
     click.echo(f"site: {model.site}, {_SITE_READS[model.site]}")
     if model.provenance.get("data_sha256") == data.sha256:

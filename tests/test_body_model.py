@@ -222,11 +222,16 @@ def test_a_file_not_in_the_layout_names_the_missing_column(tmp_path):
 def test_fahrenheit_is_refused_and_a_typed_distance_is_read_as_missing(tmp_path):
     rows = synthetic_rows(5)
     rows[2]["Distance"] = "79"
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "a.csv", rows))
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "a.csv", rows), ("canthus", "ambient"))
     assert math.isnan(data.distance[2]) and "s0002: 79" in data.notes[0]
-    rows[3]["aveOralM"] = "98.6"
-    with pytest.raises(StationError, match=r"row 7 \(subject s0003\): aveOralM: 98.6 is not an oral temperature"):
-        bm.read_fda_csv(write_fda_csv(tmp_path / "b.csv", rows))
+    rows[3]["aveOralM"] = "98.6"  # one typo in the reference costs that subject, named
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "b.csv", rows), ("canthus", "ambient"))
+    assert "s0003" not in data.subject_id and data.left_out == (("s0003", "aveOralM 98.6"),)
+    for row in rows:  # a file in Fahrenheit throughout leaves nothing: refused, saying why
+        row["aveOralM"] = f"{float(row['aveOralM']) * 9 / 5 + 32:.1f}"
+    with pytest.raises(StationError, match=r"c.csv: nothing usable: .*5 subjects left out .*s0000 \(aveOralM 9\d\.\d"
+                                           r".*plausible: aveOralM 30 to 45 °C"):
+        bm.read_fda_csv(write_fda_csv(tmp_path / "c.csv", rows), ("canthus", "ambient"))
 
 
 # --------------------------------------------------------------------------------------------- the commands
@@ -366,9 +371,15 @@ def test_forehead_mouth_is_the_mean_over_rounds_of_the_per_round_max(tmp_path):
     assert list(data.with_site("forehead_mouth").subject_id) == ["both", "no-canthus"]
     assert list(data.with_site("canthus").subject_id) == ["both", "no-mouth"]
 
-    rows[1]["T_FH_Max3"] = "95.0"  # Fahrenheit, or the wrong column: refused like any skin temperature
-    with pytest.raises(StationError, match=r"row 5 \(subject no-mouth\): T_FH_Max3: 95 is not a skin temperature"):
-        bm.read_fda_csv(write_fda_csv(tmp_path / "bad.csv", rows, FM_COLUMNS))
+    rows[0]["T_FH_Max3"] = "95.0"  # Fahrenheit, or the wrong column: checked like any skin temperature
+    bad = write_fda_csv(tmp_path / "bad.csv", rows, FM_COLUMNS)
+    glasses = bm.read_fda_csv(bad, ("forehead_mouth", "ambient"))  # a glasses model reads it: subject left out
+    assert list(glasses.subject_id) == ["no-mouth", "no-canthus"] and glasses.left_out == (("both", "T_FH_Max3 95"),)
+    canthus = bm.read_fda_csv(bad, ("canthus", "ambient"))  # a canthus model does not: that round is missing
+    assert list(canthus.subject_id) == ["both", "no-mouth", "no-canthus"] and not canthus.left_out
+    assert canthus.forehead_mouth[0] == pytest.approx((35.0 + 35.0) / 2)
+    assert "T_FH_Max1-4 outside 20 to 45 °C (or not a number) read as missing for 1 subject, as the model does not " \
+           "read it: both: T_FH_Max3 95" in canthus.notes
 
 
 def test_a_file_without_the_forehead_mouth_columns_has_no_such_site(tmp_path):
@@ -534,3 +545,175 @@ def test_the_model_sites_are_the_sites_a_decision_may_name():
     from station.types import SITES as DECISION_SITES
 
     assert tuple(MODEL_SITES) == DECISION_SITES
+
+
+# --------------------------------------------------------------------------------------------- one bad cell
+# Real files have the odd impossible cell (the FLIR file a Distance of 79 m; the FDA's second-camera file, ICI,
+# a Humidity of 3021.1 % on subject 180327-01). A bad cell costs at most its subject, never the file: read as
+# missing where the model does not read the column, the subject left out and named where it does.
+SHIPPED_INPUTS = ("canthus", "ambient")  # what models/body-model.json reads (checked below, not assumed)
+
+
+def test_the_shipped_model_reads_canthus_and_ambient():
+    assert bm.load_model().features == SHIPPED_INPUTS
+
+
+def test_an_impossible_humidity_is_read_as_missing_and_counted(tmp_path):
+    rows = synthetic_rows(40)
+    rows[7]["Humidity"] = "3021.1"
+    rows[9]["Humidity"] = "n/a"
+    rows[11]["Humidity"] = "45"
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "h.csv", rows), SHIPPED_INPUTS)
+    assert data.n == 40 and not data.left_out
+    assert math.isnan(data.humidity[7]) and math.isnan(data.humidity[9]) and data.humidity[11] == 45.0
+    assert ("Humidity outside 0 to 100 % (or not a number) read as missing for 2 subjects, as the model does not "
+            "read it: s0007: 3021.1; s0009: 'n/a'") in data.notes
+
+
+@pytest.mark.parametrize(("column", "value", "why"), [
+    ("T_atm", "245", "T_atm 245"),
+    ("aveOralM", "98.6", "aveOralM 98.6"),
+    ("canthiMax2", "95.1", "canthiMax2 95.1"),
+    ("canthiMax4", "35,2", "canthiMax4 '35,2'"),
+])
+def test_an_impossible_value_in_a_column_the_model_reads_leaves_that_subject_out(tmp_path, column, value, why):
+    rows = synthetic_rows(40)
+    rows[5][column] = value
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "bad.csv", rows), SHIPPED_INPUTS)
+    assert data.n == 39 and "s0005" not in set(data.subject_id)
+    assert data.left_out == (("s0005", why),)
+    assert data.notes[0].startswith(f"1 subject left out for a bad cell in a column the model reads: s0005 ({why}) "
+                                    "(plausible: ")
+
+
+def test_whether_a_column_is_read_comes_from_the_model(tmp_path):
+    rows = synthetic_rows(40)
+    rows[3]["T_atm"] = "245"
+    rows[4]["Distance"] = "79"
+    path = write_fda_csv(tmp_path / "bad.csv", rows)
+    no_ambient = bm.read_fda_csv(path, ("canthus",))  # a model without ambient: T_atm is read as missing
+    assert no_ambient.n == 40 and math.isnan(no_ambient.ambient[3]) and math.isnan(no_ambient.distance[4])
+    with_distance = bm.read_fda_csv(path, ("canthus", "ambient", "distance"))  # a model with distance: left out
+    assert [who for who, _ in with_distance.left_out] == ["s0003", "s0004"] and with_distance.n == 38
+    assert "plausible: T_atm -30 to 50 °C; Distance 0.2 to 5 m" in with_distance.notes[0]
+    nothing_named = bm.read_fda_csv(path)  # no model: only the reference costs a subject
+    assert nothing_named.n == 40 and not nothing_named.left_out
+    with pytest.raises(StationError, match="inputs: expected a model's features"):
+        bm.read_fda_csv(path, ("canthus", "age"))
+
+
+def test_a_long_list_of_subjects_is_cut_after_ten(tmp_path):
+    rows = synthetic_rows(40)
+    for row in rows[:15]:
+        row["Humidity"] = "3021.1"
+        row["Date"] = ""
+    for row in rows[20:33]:
+        row["T_atm"] = "-99"
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "many.csv", rows), SHIPPED_INPUTS)
+    assert data.n == 27
+    humidity = next(note for note in data.notes if note.startswith("Humidity"))
+    assert "for 15 subjects" in humidity and humidity.endswith("s0009: 3021.1 (+5 more)")
+    assert "s0010" not in humidity
+    left = data.notes[0]
+    assert left.startswith("13 subjects left out") and "s0029 (T_atm -99) (+3 more)" in left and "s0030" not in left
+
+
+def test_a_row_without_or_with_a_repeated_subject_id_is_left_out_and_named(tmp_path):
+    rows = synthetic_rows(30)
+    rows[4]["SubjectID"] = ""
+    rows[6]["SubjectID"] = "s0002"
+    data = bm.read_fda_csv(write_fda_csv(tmp_path / "ids.csv", rows), SHIPPED_INPUTS)
+    assert data.n == 28 and list(data.subject_id).count("s0002") == 1
+    assert data.left_out == (("row 8", "no SubjectID"), ("s0002 (row 10)", "SubjectID already on row 6"))
+
+
+def test_evaluate_prints_its_figures_and_names_what_it_left_out(tmp_path):
+    rows = synthetic_rows(200)
+    rows[17]["Humidity"] = "3021.1"
+    rows[18]["Distance"] = "79"
+    rows[19]["T_atm"] = "245"
+    csv_path = write_fda_csv(tmp_path / "planted.csv", rows)
+    result = CliRunner().invoke(body_model, ["evaluate", str(csv_path), "--model", str(_model_file(tmp_path))])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "planted.csv: 199 subjects" in out
+    assert "note: 1 subject left out for a bad cell in a column the model reads: s0019 (T_atm 245)" in out
+    assert "note: Humidity outside 0 to 100 % (or not a number) read as missing for 1 subject" in out
+    assert "note: Distance outside 0.2 to 5 m (or not a number) read as missing for 1 subject" in out
+    assert re.search(r"^model\s+\d\.\d{4}\s+[-+]\d\.\d{3}\s+\d\.\d{4}", out, re.MULTILINE), out
+
+    result = CliRunner().invoke(body_model, ["evaluate", str(csv_path), "--model", str(_model_file(tmp_path)),
+                                             "--no-ambient"])
+    assert result.exit_code == 0, result.output
+    assert "planted.csv: 200 subjects" in result.output, "without ambient, T_atm is not read: nobody left out"
+    assert "T_atm outside -30 to 50 °C (or not a number) read as missing for 1 subject" in result.output
+
+
+def test_fit_leaves_out_a_subject_only_for_what_it_fits(tmp_path):
+    rows = synthetic_rows(200)
+    rows[5]["T_atm"] = "245"
+    rows[6]["Distance"] = "79"
+    csv_path = write_fda_csv(tmp_path / "planted.csv", rows)
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(body_model, ["fit", str(csv_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "planted.csv: 199 subjects" in result.output and "s0005 (T_atm 245)" in result.output
+    assert bm.load_model(out).provenance["n_subjects"] == 199
+
+
+def test_a_file_with_nothing_usable_or_not_in_the_layout_is_one_line(tmp_path):
+    runner = CliRunner()
+    model = str(_model_file(tmp_path))
+    rows = synthetic_rows(30)
+    for row in rows:
+        row["T_atm"] = f"{float(row['T_atm']) * 9 / 5 + 32:.1f}"  # the room in Fahrenheit throughout
+    fahrenheit = write_fda_csv(tmp_path / "fahrenheit.csv", rows)
+    line = one_line_error(runner.invoke(body_model, ["evaluate", str(fahrenheit), "--model", model]))
+    assert "fahrenheit.csv: nothing usable" in line and "30 subjects left out" in line and "(+20 more)" in line
+    assert "plausible: T_atm -30 to 50 °C" in line
+
+    other = write_fda_csv(tmp_path / "other.csv", synthetic_rows(5), ["SubjectID", "Humidity", "Gender"])
+    line = one_line_error(runner.invoke(body_model, ["evaluate", str(other), "--model", model]))
+    assert "other.csv: not in the FDA facial/oral layout: no column 'aveOralM'" in line
+
+    no_site = write_fda_csv(tmp_path / "no-site.csv", synthetic_rows(30))  # nobody has forehead/mouth readings
+    line = one_line_error(runner.invoke(body_model, ["evaluate", str(no_site), "--model",
+                                                     str(bm.DEFAULT_GLASSES_MODEL_PATH)]))
+    assert "no-site.csv: no subject has a forehead_mouth value" in line
+
+
+def _planted_copy(tmp_path: Path, cells: dict[str, tuple[str, str]]) -> Path:
+    """A copy of the real FDA file with ``{subject: (column, text)}`` written over its cells."""
+    with open(FDA_CSV, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    column = {name: i for i, name in reversed(list(enumerate(rows[2])))}
+    by_subject = {row[column["SubjectID"]]: row for row in rows[3:] if row}
+    for subject, (name, text) in cells.items():
+        by_subject[subject][column[name]] = text
+    path = tmp_path / f"planted-{FDA_CSV.name}"
+    with open(path, "w", newline="", encoding="utf-8-sig") as out:
+        csv.writer(out).writerows(rows)
+    return path
+
+
+@needs_fda
+def test_evaluate_reads_the_real_file_with_planted_bad_cells(tmp_path):
+    planted = _planted_copy(tmp_path, {"180326-03": ("Humidity", "3021.1"), "170209-03": ("Distance", "790"),
+                                       "170310-02": ("T_atm", "245"), "161117-2": ("T_FH_Max2", "95.3")})
+    runner = CliRunner()
+    result = runner.invoke(body_model, ["evaluate", str(planted)])  # the shipped canthus model
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "1019 subjects, 111 with oral >= 37.5 °C" in out
+    assert "note: 1 subject left out for a bad cell in a column the model reads: 170310-02 (T_atm 245)" in out
+    assert "for 1 subject, as the model does not read it: 180326-03: 3021.1" in out
+    assert "for 2 subjects, as the model does not read it: 170208-17: 79; 170209-03: 790" in out, "and the study's own"
+    assert "161117-2: T_FH_Max2 95.3" in out, "the other site's columns are not read by a canthus model"
+    figures = re.search(r"^model\s+(\d\.\d+)\s+[-+]\d\.\d+\s+(\d\.\d+)", out, re.MULTILINE)
+    assert figures and 0.2 < float(figures.group(1)) < 0.3 and float(figures.group(2)) > 0.95, out
+
+    result = runner.invoke(body_model, ["evaluate", str(planted), "--model", str(bm.DEFAULT_GLASSES_MODEL_PATH)])
+    assert result.exit_code == 0, result.output
+    assert "1018 subjects" in result.output, "the glasses model reads T_FH_Max: 161117-2 is left out too"
+    assert "2 subjects left out for a bad cell in a column the model reads: 161117-2 (T_FH_Max2 95.3); 170310-02 " \
+           "(T_atm 245)" in result.output
