@@ -17,6 +17,10 @@ Why it looks as it does:
   removes them); the report says so, so the reader knows what a printout can and cannot reveal.
 * **Times in UTC.** The store's clock is UTC; converting to local time would make days and hours
   shift with daylight saving and disagree with the CSV/JSON export of the same period.
+* **The future is not a pause.** A report for a period that has not ended yet (December's, made on
+  6 December) counts pauses and availability only up to the moment it was made
+  (:attr:`ReportData.observed_to`): a cause still open then ends there, and the share of time paused is
+  of the part of the period that has happened. The rest of the period is left blank, not called a pause.
 
 Everything here is pure (no clock, no files, no Qt): :func:`render_report` returns a string and the
 caller writes it, so tests can check the aggregates and the markup directly.
@@ -72,6 +76,8 @@ PAUSE_STARTS: Mapping[str, str] = {
 #: System events that end a cause. ``started`` is handled apart (see :func:`pause_intervals`).
 PAUSE_ENDS: Mapping[str, str] = {"blackbody_ok": "blackbody", "camera_recovered": "camera"}
 STILL_PAUSED = "still paused at the end of the period"
+#: The same for a period that reaches past the report's making: the pause is open, its end unknown yet.
+STILL_PAUSED_AT_REPORT = "still paused when this report was made"
 
 _DAY_S = 86400.0
 _SVG_W = 960.0
@@ -129,6 +135,21 @@ class ReportData:
                 raise ValueError(f"ReportData.{name}: expected a timezone-aware datetime, got {value!r}")
         if self.period_to < self.period_from:
             raise ValueError(f"ReportData: period ends ({self.period_to}) before it starts ({self.period_from})")
+
+    @property
+    def observed_to(self) -> datetime:
+        """Where what has happened ends: ``period_to``, or ``generated_at`` when the period reaches past it.
+
+        Nothing can be known of the time after the report was made, least of all that the station was
+        paused then: a cause still open at ``generated_at`` is open *so far*. Never before
+        ``period_from`` (a period that had not begun has nothing observed, not a negative span).
+        """
+        return max(as_utc(self.period_from), min(as_utc(self.period_to), as_utc(self.generated_at)))
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether the report was made before its period ended (see :attr:`observed_to`)."""
+        return self.observed_to < as_utc(self.period_to)
 
 
 def as_utc(value: datetime | str) -> datetime:
@@ -311,7 +332,8 @@ def time_bins(epoch_s: np.ndarray, values: np.ndarray, t0: float, t1: float, n_b
 
 
 def pause_intervals(
-    system_events: Iterable[Mapping[str, Any]], period_from: datetime, period_to: datetime
+    system_events: Iterable[Mapping[str, Any]], period_from: datetime, period_to: datetime,
+    now: datetime | None = None,
 ) -> list[tuple[datetime, datetime, str]]:
     """When the station was not screening, from its system events, clipped to the period.
 
@@ -322,14 +344,29 @@ def pause_intervals(
     since the previous ``started``: the pipeline reports an expired calibration just *before* its intake
     says ``started``, and that expiry holds for the whole run that is starting.
 
+    Parameters
+    ----------
+    system_events
+        ``kind`` and ``wall_time`` of the period's system events, in any order.
+    period_from, period_to
+        The period ``[from, to)``.
+    now
+        When the report is made (the export's time, passed in: this module reads no clock). A period
+        reaching past it ends at ``now``: what has not happened yet is not a pause, and an interval
+        still open then is open so far, not until ``period_to``. ``None``: the period has ended.
+
     Returns
     -------
     list of (start, end, reason)
         In time order, UTC. ``reason`` lists the kinds that paused the station during the interval; an
-        interval still open at ``period_to`` ends there and its reason says so. A pause open before the
+        interval still open at the period's end (``period_to``, or ``now`` if earlier) ends there and its
+        reason says so (:data:`STILL_PAUSED`, :data:`STILL_PAUSED_AT_REPORT`). A pause open before the
         first event cannot be known (its start is not in the period's events) and is not invented.
     """
     start, end = as_utc(period_from), as_utc(period_to)
+    still = STILL_PAUSED
+    if now is not None and as_utc(now) < end:
+        end, still = max(as_utc(now), start), STILL_PAUSED_AT_REPORT
     events = sorted(
         ((as_utc(e["wall_time"]), k, str(e["kind"])) for k, e in enumerate(system_events)),
         key=lambda item: (item[0], item[1]),
@@ -356,7 +393,7 @@ def pause_intervals(
         if was_open and not open_causes and began is not None:
             raw.append((began, when, ", ".join(kinds)))
     if open_causes and began is not None:
-        raw.append((began, max(end, began), f"{', '.join(kinds)} ({STILL_PAUSED})"))
+        raw.append((began, max(end, began), f"{', '.join(kinds)} ({still})"))
     clipped = [(max(a, start), min(b, end), why) for a, b, why in raw]
     return [(a, b, why) for a, b, why in clipped if b > a]
 
@@ -539,13 +576,14 @@ def _per_day_chart(cols: ScreeningColumns, data: ReportData, pauses: Sequence[tu
     every = max(math.ceil(len(days) / 14), 1)
     x_ticks = [(i + 0.5, d.strftime("%d %b")) for i, d in enumerate(days) if i % every == 0]
     spans = [((a.timestamp() - day0) / _DAY_S, (b.timestamp() - day0) / _DAY_S) for a, b, _ in pauses]
-    period = tuple((as_utc(t).timestamp() - day0) / _DAY_S for t in (data.period_from, data.period_to))
+    # The strip says "screening" only up to the report's making: the rest of the period has not happened.
+    period = tuple((as_utc(t).timestamp() - day0) / _DAY_S for t in (data.period_from, data.observed_to))
     strip_top, strip_h = plot.bottom + 34, 14
     body = [
         *_bands(plot, spans, "pause-band"),
         *_axes(plot, ticks, x_ticks, "screenings per day"),
         *_stacked_bars(plot, counts, [d.isoformat() for d in days]),
-        *_bands(plot, [period], "available", strip_top, strip_top + strip_h),
+        *_bands(plot, [period] if period[1] > period[0] else [], "available", strip_top, strip_top + strip_h),
         *_bands(plot, spans, "paused", strip_top, strip_top + strip_h),
         f'<text class="tick" x="{_num(plot.left - 6)}" y="{_num(strip_top + 11)}" text-anchor="end">screening</text>',
     ]
@@ -649,10 +687,13 @@ def _header(data: ReportData, cols: ScreeningColumns, n_alarms: int, n_unacked: 
     levels = ", ".join(f"{int(per_level[k])} {level}" for k, level in enumerate(LEVELS))
     unknown = int(np.count_nonzero(cols.level < 0))
     tz = "" if data.timezone == "UTC" else f" (station timezone {_e(data.timezone)}; times are not converted)"
+    period = f"{_fmt_time(data.period_from)} UTC to {_fmt_time(data.period_to)} UTC (end excluded)" + (
+        f"; not over when this report was made: pauses and availability up to {_fmt_time(data.observed_to)} UTC"
+        if data.in_progress else "")
     return f"""<header>
 <h1>Screening report — {_e(data.station)}</h1>
 <table class="facts">
-<tr><th>Period</th><td>{_fmt_time(data.period_from)} UTC to {_fmt_time(data.period_to)} UTC (end excluded)</td></tr>
+<tr><th>Period</th><td>{period}</td></tr>
 <tr><th>Times</th><td>All times are UTC{tz}</td></tr>
 <tr><th>Filters</th><td><dl class="filters">{filters}</dl></td></tr>
 <tr><th>Generated</th><td>{_fmt_time(data.generated_at)} UTC</td></tr>
@@ -845,14 +886,16 @@ def _pauses_section(data: ReportData, pauses: Sequence[tuple[datetime, datetime,
                "such a gap shows only as missing screenings.</p>")
     if not pauses:
         return f"{title}<p>No pauses recorded in this period.</p>{explain}</section>"
-    span = max(as_utc(data.period_to).timestamp() - as_utc(data.period_from).timestamp(), 1e-9)
+    # The share is of the time that has happened: a report made mid-period has not seen the rest.
+    span = max(data.observed_to.timestamp() - as_utc(data.period_from).timestamp(), 1e-9)
     total = sum((b - a).total_seconds() for a, b, _ in pauses)
     rows = "".join(
         f"<tr><td>{_fmt_time(a, ms=True)}</td><td>{_fmt_time(b, ms=True)}</td>"
         f'<td class="num">{_fmt_duration((b - a).total_seconds())}</td><td>{_e(why)}</td></tr>'
         for a, b, why in pauses
     )
-    share = f"{100 * total / span:.1f} % of the period"
+    share = f"{100 * total / span:.1f} % of the period" + (
+        f" so far, to {_fmt_time(data.observed_to)} UTC" if data.in_progress else "")
     return f"""{title}<p>{_plural(len(pauses), "pause")}, {_fmt_duration(total)} in all ({share}).</p>
 <table><thead><tr><th>From (UTC)</th><th>To (UTC)</th><th>Duration</th><th>Cause</th></tr></thead>
 <tbody>{rows}</tbody></table>{explain}</section>"""
@@ -931,7 +974,7 @@ def render_report(data: ReportData) -> str:
         A self-contained document: inline CSS and SVG, no scripts, no external references.
     """
     cols = screening_columns(data.screenings)
-    pauses = pause_intervals(data.system_events, data.period_from, data.period_to)
+    pauses = pause_intervals(data.system_events, data.period_from, data.period_to, now=data.generated_at)
     alarm_rows, n_unacked = _alarm_rows(data, cols)
     title = f"Screening report — {data.station} — {_fmt_time(data.period_from)} to {_fmt_time(data.period_to)} UTC"
     sections = [
@@ -965,6 +1008,8 @@ __all__ = [
     "BLACKBODY_TOLERANCE_C",
     "LEVELS",
     "LEVEL_COLOURS",
+    "STILL_PAUSED",
+    "STILL_PAUSED_AT_REPORT",
     "Histogram",
     "ReportData",
     "ScreeningColumns",

@@ -26,6 +26,7 @@ from station.report import (
     LEVEL_COLOURS,
     LEVELS,
     STILL_PAUSED,
+    STILL_PAUSED_AT_REPORT,
     ReportData,
     body_histogram,
     counts_per_day,
@@ -249,6 +250,50 @@ def test_pauses_are_clipped_to_the_period_and_sorted():
 
 def test_no_events_no_pauses():
     assert pause_intervals([], DAY1, END) == []
+
+
+# A report for December made on 6 December: the period reaches 25 days into the future. Fixed dates, so the test
+# never depends on the day it runs.
+DEC1, JAN1 = datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+MADE = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)  # the export's time, as its clock gave it
+
+
+def test_a_pause_open_when_the_report_is_made_ends_there_not_at_the_period_end():
+    events = [event("started", datetime(2026, 12, 1, 7, tzinfo=UTC)),
+              event("camera_lost", datetime(2026, 12, 6, 16, tzinfo=UTC))]
+    assert pause_intervals(events, DEC1, JAN1, now=MADE) == [
+        (datetime(2026, 12, 6, 16, tzinfo=UTC), MADE, f"camera_lost ({STILL_PAUSED_AT_REPORT})")]
+    assert pause_intervals(events, DEC1, JAN1, now=JAN1 + timedelta(days=3)) == pause_intervals(events, DEC1, JAN1), \
+        "a report made after the period is unchanged"
+    assert pause_intervals(events, DEC1, JAN1, now=DEC1 - timedelta(days=1)) == [], "nothing has happened yet"
+
+
+def test_a_report_made_mid_period_counts_pauses_only_up_to_its_making():
+    events = [event("started", datetime(2026, 12, 1, 7, tzinfo=UTC)),
+              event("camera_lost", datetime(2026, 12, 6, 16, tzinfo=UTC))]
+
+    def report(generated_at: datetime) -> str:
+        return render_report(ReportData(
+            period_from=DEC1, period_to=JAN1, station="entrance-1", screenings=small_rows(), acknowledgements=[],
+            system_events=events, elevated_c=37.3, fever_c=38.0, filters={"from": iso(DEC1), "to": iso(JAN1)},
+            generated_at=generated_at))
+
+    doc = report(MADE)
+    # 1 h paused of the 5 d 17 h that had happened: 0.7 %, not "25 d 8 h (81.7 % of the period)".
+    assert "1 pause, 1 h 00 min in all (0.7 % of the period so far, to 2026-12-06 17:00:00 UTC)." in doc
+    assert "2026-12-06 17:00:00.000" in doc and STILL_PAUSED_AT_REPORT in doc and STILL_PAUSED not in doc
+    assert "not over when this report was made: pauses and availability up to 2026-12-06 17:00:00 UTC" in doc
+
+    def available_width(doc: str) -> float:
+        [width] = re.findall(r'<rect class="available" x="[\d.]+" y="[\d.]+" width="([\d.]+)"', doc)
+        return float(width)
+
+    after = report(JAN1 + timedelta(hours=1))  # the same period reported once it is over
+    assert "25 d 8 h 00 min in all (81.7 % of the period)." in after and "not over" not in after
+    assert available_width(doc) / available_width(after) == pytest.approx((5 + 17 / 24) / 31, abs=1e-3), \
+        "the screening strip stops at the report's making"
+    for chart in svgs(doc):
+        ET.fromstring(chart)
 
 
 # ------------------------------------------------------------------------------------------- HTML
