@@ -12,9 +12,10 @@ import dataclasses
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,11 @@ from station.types import Frame, FramePair, SystemEvent
 PAIR_TOLERANCE_S = 0.06
 
 
+def live_wall_time(t: float) -> datetime:
+    """A live camera's frame at ``t`` was taken now (UTC): cameras are judged by the wall clock."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Intake:
     """One run's frame sources, and the running tally the station reports when it stops."""
@@ -44,6 +50,10 @@ class Intake:
     label: str
     profile: CalibrationProfile | None
     status: object = sys.stderr  # where the once-a-second status line goes (None: nowhere)
+    #: The UTC time of a frame at ``t`` on the sources' timeline: the wall clock for cameras, the time it was
+    #: recorded for a replay (None when a recording does not say). Whatever depends on the date (the
+    #: calibration's age) asks this, so a recording screens the same whatever day it is replayed.
+    wall_time: Callable[[float], datetime | None] = live_wall_time
     pairer: FramePairer = field(init=False)
     last_t: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -145,6 +155,7 @@ def open_intake(
         if visible_spec or thermal_spec:
             raise StationError("--recording replays both streams: give it without --visible/--thermal")
         rec = Recording.open(recording)
+        wall_time: Callable[[float], datetime | None] = rec.wall_time
         thermal: Source = ReplaySource(rec, "thermal", realtime=not fast, speed=speed)
         visible: Source | None = ReplaySource(rec, "visible", realtime=not fast, speed=speed) if rec.visible else None
         profile_path = calibration or (rec.calibration_path if rec.calibration_path else None)
@@ -156,6 +167,7 @@ def open_intake(
             raise StationError("--fast replays a recording as fast as it decodes; cameras run in real time")
         thermal = open_source(thermal_spec, "thermal")
         visible = open_source(visible_spec, "visible") if visible_spec else None
+        wall_time = live_wall_time
         for source in (thermal, visible):
             _probe(source)
         # Cameras screen with the technicians' active profile unless told otherwise.
@@ -170,6 +182,9 @@ def open_intake(
         stream = getattr(rec_found, "thermal", None)
         camera, width = (stream.camera, stream.width) if stream is not None else (thermal.name, 160)
         profile = thermal_only_profile(str(camera), int(width))
+        recorded_at = wall_time(0.0)
+        if recorded_at is not None:  # a default profile "made" when the frames were: it has no age to judge
+            profile = dataclasses.replace(profile, created=recorded_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
         label += "; thermal only, default profile"
         disc = _reference_disc(rec_found) if rec_found is not None else None
         if disc is not None and reference_c is not None:
@@ -187,7 +202,8 @@ def open_intake(
                            "this one has a profile (its blackbody table sets the reference)")
     if profile is not None:
         label += f"; calibration {profile.station_id} of {profile.created}"
-    intake = Intake(thermal=thermal, visible=visible, fast=fast, label=label, profile=profile, status=status)
+    intake = Intake(thermal=thermal, visible=visible, fast=fast, label=label, profile=profile, status=status,
+                    wall_time=wall_time)
     try:
         yield intake
     finally:

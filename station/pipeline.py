@@ -21,7 +21,7 @@ from station.alarm import AlarmPolicy
 from station.detect import FaceDetector
 from station.errors import StationError
 from station.guarded_log import GuardedLog
-from station.intake import Intake
+from station.intake import Intake, live_wall_time
 from station.measure import MeasureSettings, block_mean, read_skin, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
 from station.radiometry import Radiometer, estimate_reflected_c
@@ -36,7 +36,10 @@ from station.types import Faces, FramePair, Measurement, ScreeningDecision, Syst
 ALARM_LEVELS = ("elevated", "fever")
 THERMAL_ONLY_MAX_GAP_S = 2.5
 THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
-STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
+STILL_WIDTHS_PER_S = 0.3
+#: How far a profile's date may be after the frame it screens: a technician PC's clock a few hours off
+#: is ordinary; a day or more means the profile cannot have been the one in effect.
+FUTURE_CALIBRATION_TOLERANCE_DAYS = 1.0  # a face moving less than this many of its own widths per second stands still
 
 
 @dataclass
@@ -101,23 +104,50 @@ class Station:
         self.screening_ids: dict[int, int] = {}
         self.idle_detect_every = idle_detect_every
         self.thermal_face_settings = ThermalFaceSettings()
-        # An expired calibration pauses screening for the whole run, like a blackbody out of tolerance.
-        self.calibration_age_days = profile.age_days()
-        self.calibration_expired = self.calibration_age_days > max_calibration_age_days
+        # The calibration is judged at the time of each frame (a replay's: when it was recorded), so a
+        # recording screens the same on any day; an expired or future-dated one pauses screening.
+        self.wall_time = getattr(intake, "wall_time", None) or live_wall_time
         self._max_age_days = max_calibration_age_days
+        self.calibration_age_days: float | None = None
+        self.calibration_expired = False
+        self._calibration_event = self._judge_calibration(0.0)
         self._idle_pairs = 0
         self._last_seen: tuple[Faces, np.ndarray, list[Measurement]] = (Faces.empty(), np.zeros(0, np.int64), [])
         self._faces_key: tuple[int, float] | None = None
         self._faces_cache = Faces.empty()
 
+    def _judge_calibration(self, t: float) -> SystemEvent | None:
+        """Judge the calibration's age at the frame time ``t``; the event to tell, if any.
+
+        Sets :attr:`calibration_age_days` (``None`` when a recording does not say when it was made) and
+        :attr:`calibration_expired`, which pauses screening. A profile made more than a day after the
+        frame cannot have been the one in effect (a clock set wrong, a profile copied from the future): it
+        is refused like an expired one rather than trusted forever.
+        """
+        when = self.wall_time(t)
+        if when is None:
+            self.calibration_age_days = None
+            return SystemEvent("calibration_age_unknown", t, f"the recording does not say when it was made "
+                               f"(no recorded_at): the age of calibration {self.calibration_id} is not checked")
+        age = self.profile.age_days(when)
+        self.calibration_age_days = age
+        if age < -FUTURE_CALIBRATION_TOLERANCE_DAYS:
+            self.calibration_expired = True
+            return SystemEvent("calibration_expired", t, f"calibration {self.calibration_id} is dated "
+                               f"{-age:.0f} days after this frame ({when:%Y-%m-%d %H:%M} UTC): a clock is wrong; "
+                               "screening paused until a technician recalibrates")
+        if age > self._max_age_days:
+            self.calibration_expired = True
+            return SystemEvent("calibration_expired", t, f"calibration {self.calibration_id} is {age:.0f} days "
+                               f"old (limit {self._max_age_days:.0f}): screening paused until a technician "
+                               "recalibrates")
+        return None
+
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[Tick | SystemEvent]:
-        if self.calibration_expired:
-            event = SystemEvent("calibration_expired", 0.0, f"calibration {self.calibration_id} is "
-                                f"{self.calibration_age_days:.0f} days old (limit {self._max_age_days:.0f}): "
-                                "screening paused until a technician recalibrates")
-            self.log_event(event)
-            yield event
+        if self._calibration_event is not None:
+            self.log_event(self._calibration_event)
+            yield self._calibration_event
         for item in self.intake.run():
             if isinstance(item, SystemEvent):
                 self.log_event(item)
@@ -142,6 +172,11 @@ class Station:
             self.log.poll(pair.t)
             events = [*events, *self._purge_if_due()]
         self._blackbody_error = thermal.blackbody_error_c
+        if not self.calibration_expired and self.calibration_age_days is not None:
+            expired = self._judge_calibration(pair.t)  # a station running past its calibration's limit
+            if expired is not None:
+                self.log_event(expired)
+                events = [*events, expired]
         paused = not self.radiometer.screening_allowed or self.calibration_expired
         if self._detect_now(pair):
             faces = self._faces(pair, thermal)

@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +67,7 @@ SUFFIX_CODECS: Mapping[str, str] = {".mkv": "FFV1", ".avi": "HFYU", ".mp4": "mp4
 #: Containers whose index holds an exact frame count, checked at open (mkv only estimates it).
 EXACT_COUNT_SUFFIXES = (".mp4", ".avi")
 #: The top-level meta keys the contract defines; everything else is :attr:`Recording.extra`.
-CONTRACT_KEYS = frozenset({"format", "version", "source", "visible", "thermal"})
+CONTRACT_KEYS = frozenset({"format", "version", "source", "visible", "thermal", "recorded_at"})
 #: Extra key the writer adds to each stream's meta entry at close: how many frames it holds.
 FRAMES_KEY = "frames"
 
@@ -316,6 +317,9 @@ class RecordingWriter:
         The text of the calibration profile in effect, written verbatim to ``calibration.toml``.
     extra_meta
         Extra top-level meta.json keys (for example ``"simulation"``); they may not shadow contract keys.
+    recorded_at
+        When the frame at ``t = 0`` was taken (UTC, ISO 8601 with ``Z``). A replay judges the calibration's
+        age at this time, not at the day it is replayed, so an old recording screens as it did then.
     overwrite
         Replace the format's files in a non-empty directory instead of refusing.
     """
@@ -329,10 +333,12 @@ class RecordingWriter:
         visible: VisibleStreamInfo | None,
         calibration_toml: str | None = None,
         extra_meta: dict | None = None,
+        recorded_at: str | None = None,
         overwrite: bool = False,
     ) -> None:
         self.path = Path(directory)
         self.source = _checked_source(source)
+        self.recorded_at = None if recorded_at is None else _checked_recorded_at(recorded_at)
         self.thermal = thermal
         self.visible = visible
         self._extra = _checked_extra(extra_meta)
@@ -384,6 +390,8 @@ class RecordingWriter:
             "visible": visible,
             "thermal": thermal,
         }
+        if self.recorded_at is not None:
+            meta["recorded_at"] = self.recorded_at
         meta.update(self._extra)
         return meta
 
@@ -497,6 +505,28 @@ def _checked_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
     return extra
 
 
+def parse_recorded_at(value: object) -> datetime:
+    """``recorded_at`` as an aware UTC datetime; ``ValueError`` names what was wrong.
+
+    Only an explicit UTC time is accepted (``Z`` or ``+00:00``): a recording is judged at the time it was
+    made, and a time without its zone would be judged hours off wherever it is replayed.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"recorded_at: expected an ISO 8601 UTC time such as '2026-11-23T10:00:00Z', got {value!r}")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"recorded_at: {value!r} is not an ISO 8601 time such as '2026-11-23T10:00:00Z'") from None
+    if when.utcoffset() != timedelta(0):
+        raise ValueError(f"recorded_at: {value!r} must be in UTC (end it with 'Z')")
+    return when.astimezone(UTC)
+
+
+def _checked_recorded_at(value: object) -> str:
+    parse_recorded_at(value)
+    return value  # type: ignore[return-value]
+
+
 # ------------------------------------------------------------------------------------------ reader
 def _fault(path: Path, message: str) -> RecordingError:
     """A RecordingError naming the file, kept to one line whatever the message quotes."""
@@ -608,6 +638,14 @@ def _read_frames_csv(path: Path, has_visible: bool) -> dict[Stream, np.ndarray]:
 
     Streams the whole file once; only the times are kept (8 bytes a frame).
     """
+    try:
+        return _read_frames_rows(path, has_visible)
+    except UnicodeDecodeError as exc:
+        # The file is plain ASCII by contract: a byte that is not even UTF-8 is damage, not a format question.
+        raise _fault(path, f"is damaged: byte {exc.object[exc.start:exc.start + 1]!r} is not text") from None
+
+
+def _read_frames_rows(path: Path, has_visible: bool) -> dict[Stream, np.ndarray]:
     times: dict[Stream, list[float]] = {"thermal": [], "visible": []}
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
@@ -771,6 +809,11 @@ class Recording:
         meta_path = path / META_FILE
         meta = _read_meta(meta_path)
         _parse_source(meta, meta_path)
+        if "recorded_at" in meta:
+            try:
+                parse_recorded_at(meta["recorded_at"])
+            except ValueError as exc:
+                raise _fault(meta_path, str(exc)) from None
         thermal, visible = _parse_streams(meta, meta_path)
         _require_files(path, thermal, visible)
         times = _read_frames_csv(path / FRAMES_FILE, visible is not None)
@@ -779,6 +822,17 @@ class Recording:
             _check_video(path / visible.file, visible, len(times["visible"]))
         _check_meta_counts(meta, {stream: len(values) for stream, values in times.items()}, meta_path)
         return cls(path, meta, thermal, visible, times)
+
+    @property
+    def recorded_at(self) -> datetime | None:
+        """When its frame at ``t = 0`` was taken (UTC), or ``None`` for a recording that does not say."""
+        value = self.meta.get("recorded_at")
+        return None if value is None else parse_recorded_at(value)
+
+    def wall_time(self, t: float) -> datetime | None:
+        """The UTC time of the frame at ``t`` seconds, or ``None`` when the recording does not say."""
+        start = self.recorded_at
+        return None if start is None else start + timedelta(seconds=float(t))
 
     def __repr__(self) -> str:
         return (

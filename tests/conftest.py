@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -11,6 +12,26 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--hardware", action="store_true", help="also run tests that need real cameras attached")
+    parser.addoption("--clock-ahead-days", type=float, default=0.0, metavar="DAYS",
+                     help="run every test with the wall clock moved DAYS ahead (time-machine): nothing may "
+                          "depend on today's date")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clock_ahead(request):
+    """The wall clock, moved ahead for the whole session when ``--clock-ahead-days`` asks (CI does).
+
+    time-machine moves what Python reads (``datetime.now``, ``time.time``) and lets it keep ticking, so
+    timeouts still run; the monotonic clocks stay true. Commands run in subprocesses keep the real clock.
+    """
+    days = request.config.getoption("--clock-ahead-days")
+    if not days:
+        yield None
+        return
+    import time_machine
+
+    with time_machine.travel(time.time() + days * 86400.0, tick=True) as traveller:
+        yield traveller
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

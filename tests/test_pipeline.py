@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,117 @@ def test_an_expired_calibration_pauses_screening_and_says_so(tmp_path, face_mode
     assert events[0].kind == "calibration_expired" and "days old" in events[0].detail
     assert decisions and all(d.level == "retry" and d.skin_c is None for d in decisions), decisions
     assert any("calibration_expired" in d.quality for d in decisions)
+
+
+# ------------------------------------------------------------------ judged at the time it was recorded
+def _screen(recording: Path, calibration: Path | None = None) -> tuple[list, list]:
+    """Decisions and system events of one fast, unlogged run of ``recording``."""
+    from station.alarm import AlarmPolicy, AlarmSettings
+    from station.detect import FaceDetector
+    from station.headless import radiometer_for
+    from station.pipeline import Station, Tick
+    from station.types import ScreeningDecision, SystemEvent
+
+    decisions, events = [], []
+    with open_intake(None, None, recording, calibration, fast=True, status=None) as intake:
+        station = Station(intake, FaceDetector(), intake.profile, radiometer_for(intake, intake.profile),
+                          AlarmPolicy(AlarmSettings()))
+        for item in station.run():
+            if isinstance(item, Tick):
+                decisions += item.decisions
+                events += item.events
+            elif isinstance(item, ScreeningDecision):
+                decisions.append(item)
+            elif isinstance(item, SystemEvent):
+                events.append(item)
+    return decisions, events
+
+
+def _profile_made(tmp_path: Path, created: datetime) -> Path:
+    path = tmp_path / "profile.toml"
+    text = (DEMO_RECORDING / "calibration.toml").read_text()
+    path.write_text(text.replace("2026-11-23T10:00:00Z", created.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return path
+
+
+def test_a_recording_screens_the_same_years_after_it_was_made(demo_run, tmp_path):
+    """The demo's 30-day calibration is judged when the demo was recorded, not on the day it is replayed."""
+    import time_machine
+
+    lines, _ = demo_run
+    today = [(line["track_id"], line["level"], line["body_c"]) for line in lines if line["type"] == "screening"]
+    events = tmp_path / "later.jsonl"
+    with time_machine.travel(datetime(2031, 7, 1, 12, tzinfo=UTC), tick=True):
+        result = CliRunner().invoke(main, ["run", "--recording", str(DEMO_RECORDING), "--headless", "--fast",
+                                           "--db", str(tmp_path / "later.db"), "--events", str(events)])
+    assert result.exit_code == 0, result.output
+    later = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(line["track_id"], line["level"]) for line in later if line["type"] == "screening"] == \
+        [(track, level) for track, level, _ in today]
+    measured = [line["body_c"] for line in later if line["type"] == "screening"]
+    assert measured == pytest.approx([body for _, _, body in today], abs=0.01)
+    assert sum(level != "retry" for _, level, _ in today) >= 6  # the demo measures people: the check means something
+    assert "calibration_expired" not in {line.get("kind") for line in later}
+
+
+def test_a_calibration_expires_at_the_frame_that_passes_its_age(tmp_path, face_model):
+    """A station running past its calibration's 30 days stops screening there, mid-run, and says when."""
+    recorded_at = Recording.open(DEMO_RECORDING).recorded_at
+    expires_at_s = 15.0
+    created = recorded_at - timedelta(days=30) + timedelta(seconds=expires_at_s)
+    decisions, events = _screen(DEMO_RECORDING, _profile_made(tmp_path, created))
+    expired = [e for e in events if e.kind == "calibration_expired"]
+    assert len(expired) == 1 and expires_at_s <= expired[0].t < expires_at_s + 0.2, expired
+    measured = [d for d in decisions if d.skin_c is not None]
+    assert measured and all(d.t_decided <= expired[0].t for d in measured)
+    assert any("calibration_expired" in d.quality for d in decisions if d.t_decided > expired[0].t)
+
+
+def test_a_profile_dated_after_the_recording_is_not_trusted(tmp_path, face_model):
+    recorded_at = Recording.open(DEMO_RECORDING).recorded_at
+    decisions, events = _screen(DEMO_RECORDING, _profile_made(tmp_path, recorded_at + timedelta(days=400)))
+    assert events[0].kind == "calibration_expired" and "after this frame" in events[0].detail
+    assert decisions and all(d.skin_c is None for d in decisions)
+
+
+def test_a_recording_that_does_not_say_when_it_was_made_is_screened_and_says_so(tmp_path, face_model):
+    """Recordings made before ``recorded_at`` existed still screen; the unchecked age is said, not guessed."""
+    copy = tmp_path / "old-recording"
+    copy.mkdir()
+    for item in DEMO_RECORDING.iterdir():
+        (copy / item.name).symlink_to(item)
+    meta = json.loads((DEMO_RECORDING / "meta.json").read_text())
+    del meta["recorded_at"]
+    (copy / "meta.json").unlink()
+    (copy / "meta.json").write_text(json.dumps(meta))
+    decisions, events = _screen(copy)
+    assert events[0].kind == "calibration_age_unknown" and "not checked" in events[0].detail
+    assert sum(d.skin_c is not None for d in decisions) >= 6
+
+
+def test_live_cameras_judge_the_calibration_by_the_wall_clock(tmp_path, face_model):
+    """Cameras have no recording time: their frames are taken now, so a live station's profile ages."""
+    import time_machine
+
+    from station.alarm import AlarmPolicy, AlarmSettings
+    from station.detect import FaceDetector
+    from station.intake import Intake
+    from station.pipeline import Station
+    from station.profile import CalibrationProfile
+    from station.radiometry import Radiometer
+    from station.sources.replay import ReplaySource
+
+    profile = CalibrationProfile.load(DEMO_RECORDING / "calibration.toml")
+    made = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    intake = Intake(thermal=ReplaySource(Recording.open(DEMO_RECORDING), "thermal"), visible=None, fast=True,
+                    label="cameras", profile=profile, status=None)
+
+    def station() -> Station:
+        return Station(intake, FaceDetector(), profile, Radiometer("tlinear-centikelvin", profile),
+                       AlarmPolicy(AlarmSettings()))
+
+    with time_machine.travel(made + timedelta(days=29)):
+        assert not station().calibration_expired
+    with time_machine.travel(made + timedelta(days=31)):
+        late = station()
+        assert late.calibration_expired and late.calibration_age_days == pytest.approx(31.0)

@@ -572,7 +572,7 @@ def write_scene_recording(
                                 camera="simulated-visible", file=visible_file)
     with RecordingWriter(
         out, source="simulated", thermal=thermal, visible=visible, calibration_toml=sim.profile().to_toml(),
-        extra_meta={"simulation": sim.describe()}, overwrite=overwrite,
+        extra_meta={"simulation": sim.describe()}, recorded_at=sim.config.recorded_at, overwrite=overwrite,
     ) as writer:
         for stream, index in sim.timeline():
             writer.write(sim.render(stream, index))
