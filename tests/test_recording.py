@@ -483,6 +483,24 @@ FAULTS: list[tuple[str, Callable[[Path], None], str, str]] = [
     ),
     ("csv-empty", lambda p: (p / "frames.csv").write_text(""), "frames.csv", "line 1: header must be"),
     (
+        "csv-not-text",
+        lambda p: (p / "frames.csv").open("ab").write(b"thermal,\xff,1\n"),
+        "frames.csv",
+        "is damaged: byte b'\\xff' is not text",
+    ),
+    (
+        "recorded-at-not-utc",
+        lambda p: edit_meta(p, lambda m: m.update(recorded_at="2026-11-23T10:00:00+02:00")),
+        "meta.json",
+        "must be in UTC",
+    ),
+    (
+        "recorded-at-not-a-time",
+        lambda p: edit_meta(p, lambda m: m.update(recorded_at="last tuesday")),
+        "meta.json",
+        "recorded_at: 'last tuesday' is not an ISO 8601 time",
+    ),
+    (
         "csv-bad-number",
         lambda p: edit_csv_lines(p, lambda ls: ls.__setitem__(4, "thermal,2,soon")),
         "frames.csv",
@@ -675,3 +693,28 @@ def test_a_copied_recording_opens_anywhere(good: Written, tmp_path: Path) -> Non
     """Nothing in a recording refers to where it was written."""
     copy = shutil.copytree(good.path, tmp_path / "elsewhere" / "copy")
     assert Recording.open(copy).count("visible") == N_VISIBLE
+
+
+def test_recorded_at_says_when_each_frame_was_taken(tmp_path: Path) -> None:
+    """A replay judges date-dependent things (the calibration's age) at the frames' own time."""
+    from datetime import UTC, datetime, timedelta
+
+    with RecordingWriter(tmp_path / "rec", source="cameras", thermal=thermal_info(), visible=None,
+                         recorded_at="2026-11-23T10:00:00Z") as writer:
+        writer.write(Frame(np.zeros((120, 160), np.uint16), 0.0, 0))
+        writer.write(Frame(np.zeros((120, 160), np.uint16), 2.5, 1))
+    rec = Recording.open(tmp_path / "rec")
+    assert rec.recorded_at == datetime(2026, 11, 23, 10, tzinfo=UTC)
+    assert rec.wall_time(2.5) == rec.recorded_at + timedelta(seconds=2.5)
+    assert "recorded_at" not in rec.extra
+
+
+def test_a_recording_that_does_not_say_when_has_no_wall_time(good: Written) -> None:
+    rec = Recording.open(good.path)
+    assert rec.recorded_at is None and rec.wall_time(1.0) is None
+
+
+def test_writer_refuses_a_recorded_at_without_its_zone(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be in UTC"):
+        RecordingWriter(tmp_path / "rec", source="cameras", thermal=thermal_info(), visible=None,
+                        recorded_at="2026-11-23T10:00:00")
