@@ -127,11 +127,13 @@ profiles_option = click.option(
               help="Base profile whose radiometry and blackbody are kept (default: the active profile).")
 @profiles_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the profile to FILE.")
+@click.option("--force", is_flag=True,
+              help="Store and activate the fit even when its error is far worse than the target is detected to.")
 def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visible_spec: str | None,
              thermal_spec: str | None, poses: int, points_file: Path | None, target_kind: str, size_mm: float,
              pattern: tuple[int, int], dictionary: str, visible_focal_px: float | None, visible_hfov: float,
              reference_m: float | None, technician: str, station_id: str | None, base_path: Path | None,
-             profiles: Path | None, out: Path | None) -> None:
+             profiles: Path | None, out: Path | None, force: bool) -> None:
     """Fit the visible -> thermal registration and store it as the active profile.
 
     Poses come from image pairs (folders of NAME_visible.png + NAME_thermal.png, or the files),
@@ -139,6 +141,11 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
     points (--points FILE: CSV with columns visible_x, visible_y, thermal_x, thermal_y and optionally
     distance_m and pose). Prints the error in thermal pixels on the poses fitted and on each pose
     left out.
+
+    A fit whose RMS error exceeds 1.5 % of the thermal image's diagonal (at least 2 px; 3 px on a
+    160x120 Lepton) is refused, exit 1, nothing stored: honest fits stay well under it, while pairs that
+    do not belong together (a visible image beside another pose's thermal one) are far above. --force
+    stores and activates it anyway, and says so.
     """
     from calibration.registration_fit import fit_registration
 
@@ -166,6 +173,7 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
         raise StationError("the engine needs the visible camera's focal length to tell a face's distance: "
                            "give --visible-focal-px (or a base --profile that has it)")
     _print_fit(fit, parallax)
+    forced = _judge_fit(fit, points_file is not None, force)
     profile = CalibrationProfile(
         station_id=station_id or (base.station_id if base else "station"),
         created=utc_now_iso(),
@@ -176,6 +184,9 @@ def register(pairs: tuple[Path, ...], recording: Path | None, live: bool, visibl
     )
     path = store.save(profile)
     click.echo(f"stored {path} (now the active profile)")
+    if forced:
+        click.echo(f"warning: stored and made active with --force although its {fit.rms_px:.2f} px RMS exceeds "
+                   f"the {fit.acceptable_px:.1f} px a good fit stays under", err=True)
     if out is not None:
         profile.save(out)
         click.echo(f"also written to {out}")
@@ -234,6 +245,31 @@ def _print_fit(fit, parallax: bool) -> None:
                    "the parallax down", err=True)
 
 
+def _judge_fit(fit, hand_picked: bool, force: bool) -> bool:
+    """Refuse a fit far worse than the target's detection accuracy unless forced; True when forced through.
+
+    Such a fit is not a slightly worse calibration but a wrong one: its points do not come from one
+    geometry, most often because a visible image was paired with another moment's thermal image. Made
+    active, it would map every face somewhere else, so it takes a deliberate ``--force``.
+    """
+    if fit.acceptable:
+        return False
+    if force:
+        return True
+    height, width = fit.thermal_shape
+    if hand_picked:
+        image = f"the {width}x{height} area the thermal points span"
+        check = "check each row gives the same physical point in both images"
+    else:
+        image = f"this {width}x{height} thermal image"
+        check = "check each visible image is paired with the thermal image of the same moment"
+    raise StationError(
+        f"registration: {fit.rms_px:.2f} px RMS is far worse than target points are found to (a good fit stays "
+        f"under {fit.acceptable_px:.1f} px on {image}): the points do not agree on one geometry; {check} (the "
+        "per-pose errors above show where), or store it anyway with --force; nothing was stored"
+    )
+
+
 def _base_profile(store: ProfileStore, base_path: Path | None) -> CalibrationProfile | None:
     if base_path is not None:
         return CalibrationProfile.load(base_path)
@@ -288,19 +324,28 @@ def show(profiles: Path | None, max_age_days: float, db: Path | None, activate: 
     active = next((s for s in history if s.active), None)
     if active is None:
         click.echo("no active profile: choose one with --activate NAME")
-    else:
+    elif active.profile is not None:
         _describe(active.path, active.profile, max_age_days)
     last = _last_verification(db)
     if last:
         click.echo(last)
-    click.echo(f"history ({len(history)} profiles, oldest first, in {store.root}):")
+    unreadable = sum(1 for s in history if s.profile is None)
+    note = f", {unreadable} unreadable" if unreadable else ""
+    click.echo(f"history ({len(history)} profiles{note}, oldest first, in {store.root}):")
     for stored in history:
         p = stored.profile
         mark = "*" if stored.active else " "
+        if p is None:
+            click.echo(f" {mark} {stored.name}  unreadable: {stored.error}")
+            continue
         bb = f"blackbody {p.blackbody.setpoint_c:.1f} °C" if p.blackbody else "no blackbody"
         click.echo(f" {mark} {stored.name}  {p.created}  {p.technician or '-'}  registration "
                    f"{p.registration.rms_error_px:.2f} px  gain {p.radiometry.gain:.4f} offset "
                    f"{p.radiometry.offset_c:+.3f} °C  {bb}")
+    if active is not None and active.profile is None:
+        # Listed above with the others; a station cannot screen with it, so the command fails.
+        raise StationError(f"{active.path}: the active profile is unreadable ({active.error}); make a readable one "
+                           "active with --activate NAME, or recalibrate")
 
 
 def _describe(path: Path, profile: CalibrationProfile, max_age_days: float) -> None:

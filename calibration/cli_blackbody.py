@@ -65,6 +65,33 @@ MAX_FRAMES = 300
 #: refuses a frame above the same spread.
 MAX_SPREAD_C = 0.5
 
+class CelsiusType(click.ParamType):
+    """A temperature in °C: a finite number.
+
+    click's ``float`` takes ``nan`` and ``inf`` (Python's ``float()`` does), and a NaN reading then
+    fails deep in the verification with a message that blames the profile file. A reading that is not a
+    number is a mistake on the command line, refused there like ``abc`` is, naming the option.
+    """
+
+    name = "C"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a valid float (expected a temperature in °C such as 35.2)", param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number (expected a temperature in °C such as 35.2)", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (expected a temperature in °C such as 35.2)", param, ctx)
+        return number
+
+
+CELSIUS = CelsiusType()
+
+
 class RoiType(click.ParamType):
     """``X1,Y1,X2,Y2`` in thermal pixels, the profile's convention (``frame[y1:y2, x1:x2]``)."""
 
@@ -225,11 +252,11 @@ def _overlaps(a: Sequence[int], b: Sequence[int]) -> bool:
 
 # --------------------------------------------------------------------------------------------- blackbody
 @click.command("blackbody", context_settings=CONTEXT)
-@click.option("--setpoint", "setpoints", multiple=True, required=True, type=float, metavar="C",
+@click.option("--setpoint", "setpoints", multiple=True, required=True, type=CELSIUS,
               help="Blackbody set point, °C (20-50); once per recording or reading, in the same order.")
 @click.option("--recording", "recordings", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="A recording of the blackbody at the matching set point (repeatable).")
-@click.option("--reading", "readings", multiple=True, type=float, metavar="C",
+@click.option("--reading", "readings", multiple=True, type=CELSIUS,
               help="The sensor's own reading of the blackbody, °C, uncorrected (repeatable).")
 @click.option("--live", is_flag=True, help="Read the blackbody from a camera now (one set point).")
 @click.option("--thermal", "thermal_spec", metavar="SRC", help="The camera for --live: lepton, boson, uvc:N, sim:SEED.")
@@ -348,7 +375,7 @@ def blackbody_command(
 @click.command("verify", context_settings=CONTEXT)
 @click.option("--recording", type=click.Path(path_type=Path), metavar="DIR",
               help="Read the blackbody from a recording.")
-@click.option("--reading", type=float, metavar="C", help="The sensor's own reading of the blackbody, °C.")
+@click.option("--reading", type=CELSIUS, help="The sensor's own reading of the blackbody, °C.")
 @click.option("--live", is_flag=True, help="Read the blackbody from a camera now.")
 @click.option("--thermal", "thermal_spec", metavar="SRC", help="The camera for --live: lepton, boson, uvc:N, sim:SEED.")
 @click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 120), metavar="S",

@@ -33,6 +33,22 @@ from station.registration import visible_to_thermal
 MIN_POSES = 3
 MIN_POINTS = 6
 
+#: The largest fitted RMS error a registration may have to be stored and made active without ``--force``,
+#: as a share of the thermal image's diagonal. The error of an honest fit is the target's detection noise
+#: plus what the model leaves out (lens distortion): 3.27 px on the real 464x348 ArUco pairs (0.56 % of
+#: the diagonal; a palette-rendered, partly motion-blurred thermal image) and 0.2-0.4 px on simulated
+#: Lepton and Boson targets (0.1-0.2 %). Pairs that do not belong together (each visible image with
+#: another pose's thermal one, a thermal stream lagging a moving target) err by how far the target moved:
+#: 38.8 px on the real pairs shuffled (6.7 %). 1.5 % sits 2.7x above the worst honest fit and 4.5x below
+#: that; on a Lepton (160x120) it is 3 px, the width of the canthus region the station measures, so a
+#: worse registration would put the measurement beside the canthus anyway. Judged against the image and
+#: not in fixed pixels because every error here scales with the resolution: the same rig on a 640-wide
+#: sensor has four times the pixel errors of a 160-wide one.
+MAX_RMS_SHARE_OF_DIAGONAL = 0.015
+#: Never ask for less than this, thermal pixels: a target corner on a small, blurred thermal image is
+#: found to about a pixel, and a limit below two pixels would refuse honest fits on an 80x60 sensor.
+MIN_ACCEPTABLE_RMS_PX = 2.0
+
 
 @dataclass(frozen=True)
 class RegistrationFit:
@@ -42,6 +58,9 @@ class RegistrationFit:
     poses) over every point of each pose while that pose was left out; the ``homography_*`` figures are
     the same two for a single homography pooled over all poses, the model without parallax.
     ``rejected_points`` were left out of every figure as detection outliers (:func:`_without_outliers`).
+    ``acceptable_px`` is the largest ``rms_px`` that may become active without ``--force``
+    (:func:`acceptable_rms_px`), judged on the thermal image of ``thermal_shape`` (``(height, width)``;
+    for hand-picked points, the box the thermal points span).
     """
 
     registration: Registration
@@ -54,6 +73,41 @@ class RegistrationFit:
     distances_m: dict[str, float]
     points: dict[str, int]
     rejected_points: int
+    acceptable_px: float
+    thermal_shape: tuple[int, int]
+
+    @property
+    def acceptable(self) -> bool:
+        """Whether the fit is close enough to the target's detection accuracy to be used as it is."""
+        return self.rms_px <= self.acceptable_px
+
+
+def thermal_extent(poses: list[PosePoints]) -> tuple[int, int]:
+    """``(height, width)`` of the thermal image the poses were found in.
+
+    Hand-picked points carry no image, so their extent is the box from the origin to the farthest point,
+    which the image is at least as large as: judging against it is the stricter choice.
+    """
+    shapes = [pose.thermal_shape for pose in poses if pose.thermal_shape is not None]
+    if shapes:
+        return max(h for h, _ in shapes), max(w for _, w in shapes)
+    points = np.vstack([pose.thermal_px for pose in poses])
+    return max(1, int(np.ceil(points[:, 1].max()))), max(1, int(np.ceil(points[:, 0].max())))
+
+
+def acceptable_rms_px(thermal_shape: tuple[int, int]) -> float:
+    """The largest fitted RMS error, thermal px, a registration may have to become active without --force.
+
+    :data:`MAX_RMS_SHARE_OF_DIAGONAL` of the thermal image's diagonal, but at least
+    :data:`MIN_ACCEPTABLE_RMS_PX`; see their comments for why.
+
+    Parameters
+    ----------
+    thermal_shape
+        The thermal image's ``(height, width)``.
+    """
+    height, width = thermal_shape
+    return max(MIN_ACCEPTABLE_RMS_PX, MAX_RMS_SHARE_OF_DIAGONAL * float(np.hypot(height, width)))
 
 
 def rms(errors: np.ndarray) -> float:
@@ -120,6 +174,7 @@ def fit_registration(
             h0 = _homography(rest)
             hom_lopo.append(_apply_h(h0, pose.visible_px) - pose.thermal_px)
     h_all = _homography(poses)
+    thermal_shape = thermal_extent(poses)
     return RegistrationFit(
         registration=registration,
         rms_px=fitted,
@@ -131,6 +186,8 @@ def fit_registration(
         distances_m={pose.name: pose.distance_m for pose in poses},
         points={pose.name: len(pose.visible_px) for pose in poses},
         rejected_points=rejected,
+        acceptable_px=acceptable_rms_px(thermal_shape),
+        thermal_shape=thermal_shape,
     )
 
 
@@ -164,7 +221,7 @@ def _without_outliers(poses: list[PosePoints], d_ref: float, parallax: bool) -> 
         rejected += int((~good).sum())
         if good.sum() >= 4:
             kept.append(PosePoints(pose.name, pose.visible_px[good], pose.thermal_px[good],
-                                   pose.inverse_depth_m[good]))
+                                   pose.inverse_depth_m[good], pose.thermal_shape))
         else:
             rejected += int(good.sum())
     return kept, rejected

@@ -242,6 +242,9 @@ class PosePoints:
     visible_px: np.ndarray  # (N, 2)
     thermal_px: np.ndarray  # (N, 2)
     inverse_depth_m: np.ndarray  # (N,)
+    #: The thermal image's ``(height, width)``, when the points came from an image: what a fit's error is
+    #: judged against (:func:`calibration.registration_fit.acceptable_rms_px`). None for hand-picked points.
+    thermal_shape: tuple[int, int] | None = None
 
     @property
     def distance_m(self) -> float:
@@ -271,6 +274,7 @@ def match_pose(
         visible_px=seen_v.points_px[iv],
         thermal_px=seen_t.points_px[it],
         inverse_depth_m=inverse[iv],
+        thermal_shape=(int(thermal.shape[0]), int(thermal.shape[1])),
     )
 
 

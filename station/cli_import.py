@@ -39,6 +39,8 @@ def import_command(src: Path, out: Path, fmt: str, rotate: str | None, overwrite
     except StationError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a read-only directory, a file that vanished
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        # The importers name the path themselves; should an OSError still get here without a file name
+        # (a write on a full disk has none), it came from writing OUT, so OUT is named.
+        where = exc.filename if exc.filename is not None else out
+        raise click.ClickException(f"{where}: {exc.strerror or exc}") from None
     click.echo(summary.line())

@@ -38,15 +38,25 @@ def default_profiles_dir() -> Path:
 
 @dataclass(frozen=True)
 class StoredProfile:
-    """One profile of the history, as listed: its file, when and by whom it was made, and whether it is in effect."""
+    """One profile of the history, as listed: its file, when and by whom it was made, and whether it is in effect.
+
+    A file of the history that cannot be read (corrupted on disk, edited by hand, from a newer station)
+    is listed too, with ``profile`` None and ``error`` the one-line reason: the history is evidence, so
+    one bad file must neither hide the others nor stop the station from showing the profile in effect.
+    """
 
     path: Path
-    profile: CalibrationProfile
+    profile: CalibrationProfile | None
     active: bool
+    error: str | None = None
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def readable(self) -> bool:
+        return self.profile is not None
 
 
 class ProfileStore:
@@ -69,11 +79,15 @@ class ProfileStore:
         """
         if not profile.technician:
             raise ProfileError("a stored profile must name its technician (give --technician NAME)")
+        text_toml = profile.to_toml()
+        # Read it back as the engine will before it joins the history: a profile that cannot be loaded must
+        # never be written (it could not be made active, and would be a bad entry in the record forever).
+        CalibrationProfile.from_toml(text_toml, origin="the new profile")
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             stamp = _compact(profile.created)
             slug = _SLUG.sub("-", profile.technician.lower()).strip("-") or "technician"
-            text = profile.to_toml().encode("utf-8")
+            text = text_toml.encode("utf-8")
             for n in range(1, 1000):
                 path = self.root / (f"{stamp}-{slug}.toml" if n == 1 else f"{stamp}-{slug}-{n}.toml")
                 try:
@@ -128,16 +142,48 @@ class ProfileStore:
         return CalibrationProfile.load(path) if path is not None else None
 
     def history(self) -> list[StoredProfile]:
-        """Every stored profile, oldest first (by creation time, then by when its file was written)."""
+        """Every stored profile, oldest first (by creation time, then by when its file was written).
+
+        Unreadable files are listed in place (their time from the file name the store gave them, else
+        from the file's modification time) with the reason, rather than failing the whole history.
+        """
         active = self.active_path()
-        out = [StoredProfile(p, CalibrationProfile.load(p), p == active) for p in self._files()]
+        out = []
+        for path in self._files():
+            try:
+                out.append(StoredProfile(path, CalibrationProfile.load(path), path == active))
+            except ProfileError as exc:
+                out.append(StoredProfile(path, None, path == active, _without_path(str(exc), path)))
         # Same second: the file written later is the later profile (its name only adds a -2, -3 suffix).
-        return sorted(out, key=lambda s: (_parse(s.profile.created), s.path.stat().st_mtime_ns, s.name))
+        return sorted(out, key=lambda s: (_when(s), _mtime_ns(s.path), s.name))
 
     def _files(self) -> list[Path]:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.glob("*.toml") if not p.name.startswith("."))
+
+
+def _when(stored: StoredProfile) -> datetime:
+    """When a listed profile was made: its ``created``, or for an unreadable file its name's time stamp."""
+    if stored.profile is not None:
+        return _parse(stored.profile.created)
+    try:
+        return datetime.strptime(stored.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.fromtimestamp(_mtime_ns(stored.path) / 1e9, UTC)
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # removed while listing: sorts first, and is reported by whoever opens it
+        return 0
+
+
+def _without_path(message: str, path: Path) -> str:
+    """A profile error's reason without the leading path, for a list that already names the file."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def _parse(created: str) -> datetime:

@@ -16,11 +16,26 @@ import math
 
 import numpy as np
 
-from station.profile import Registration
+from station.errors import ProfileError
+from station.profile import Registration, frame_size
 from station.types import Faces
 
 #: Adult mean interpupillary distance, metres (about 57-70 mm covers most adults; 63 mm is the mean).
 MEAN_IPD_M = 0.063
+
+#: Share of the visible frame that must land on the thermal frame (at the reference distance). Small on
+#: purpose: a cheap wide webcam (90 degrees) beside a narrow thermal lens (18 degrees) puts only ~3 % of
+#: its frame on the thermal one, and that is a working station; a profile below 1 % is for other cameras.
+MIN_VISIBLE_SHARE = 0.01
+#: Share of the thermal frame the visible frame must cover. A narrow visible camera (45 degrees) beside a
+#: wide thermal one (95 degrees) covers ~14 %; below 5 % almost nobody the thermal camera sees can be
+#: found, and the profile is for other cameras, another resolution or swapped streams.
+MIN_THERMAL_COVERED = 0.05
+#: Distances a face is screened at, metres: people walk up from ~3 m and stop where the thermal camera
+#: puts 3 pixels across a canthus (0.67 m for a Lepton, ~1 m for a Boson); 0.5 m leaves room for any lens.
+SCREENING_RANGE_M = (0.5, 3.0)
+#: Visible and thermal pixels sampled per side when measuring how the frames overlap.
+_OVERLAP_GRID = 41
 
 
 def _check_registration(registration: Registration) -> None:
@@ -102,6 +117,111 @@ def visible_to_thermal(
     xy = mapped[..., :2] / mapped[..., 2:3]
     shift = np.asarray(registration.parallax_px_m, dtype=np.float64)
     return xy + shift * (1.0 / distance - 1.0 / registration.reference_distance_m)[..., None]
+
+
+def check_registration_covers(
+    registration: Registration,
+    visible_shape: tuple[int, ...],
+    thermal_shape: tuple[int, ...],
+    *,
+    origin: str = "calibration profile",
+) -> None:
+    """Refuse a registration that does not put the visible frame on the thermal frame.
+
+    A profile's homography can be perfectly invertible and still be for other cameras: one that sends
+    the visible frame 1e9 px away, or shrinks it onto a few thermal pixels, maps every face off the
+    thermal image (or onto one pixel), and the station screens nobody without a word. Whether it fits
+    depends on the frame sizes, which the profile does not record, so this runs when the profile meets
+    its sources. Three checks, each about where faces can land:
+
+    * the homography's horizon (where it sends points to infinity) must not cross the visible frame;
+    * at the reference distance at least :data:`MIN_VISIBLE_SHARE` of the visible frame must land on
+      the thermal frame, and it must cover at least :data:`MIN_THERMAL_COVERED` of the thermal frame,
+      both measured on a grid of pixels, so a frame clipped by the other counts only where it overlaps;
+    * across :data:`SCREENING_RANGE_M` the parallax must not move a face further than the thermal
+      frame's diagonal from where the homography puts it: a shift that large sends a face at one end of
+      the range off the frame, so the parallax cannot be this rig's (it is the thermal focal length times
+      a baseline of a few centimetres).
+
+    Parameters
+    ----------
+    registration
+        The profile's registration.
+    visible_shape, thermal_shape
+        The frames' shapes, ``(height, width[, channels])`` as ``frame.image.shape`` gives them.
+    origin
+        How the message names the profile (its path).
+
+    Raises
+    ------
+    ProfileError
+        One line saying which check failed, with the numbers, and what to do.
+    ValueError
+        A shape that is not an image shape (a bug in the caller).
+    """
+    _check_registration(registration)
+    vw, vh = frame_size(visible_shape, "visible_shape")
+    tw, th = frame_size(thermal_shape, "thermal_shape")
+    where = f"{origin}: [registration]"
+    redo = "recalibrate with station calibrate register"
+    h = registration.matrix
+
+    # Pixel i spans [i, i + 1): the frame is [0, w] x [0, h]. w (the homogeneous coordinate) is affine in
+    # x and y, so its sign over the rectangle is settled at the corners.
+    corners = np.array([[0.0, 0.0, 1.0], [vw, 0.0, 1.0], [vw, vh, 1.0], [0.0, vh, 1.0]])
+    w = corners @ h[2]
+    if not (np.all(w > 0) or np.all(w < 0)):
+        raise ProfileError(f"{where} the homography sends part of the {vw}x{vh} visible frame to infinity (its "
+                           f"horizon crosses the frame), so it cannot be these cameras' mapping; {redo}")
+    sign = 1.0 if w[0] > 0 else -1.0
+
+    visible_share = _share_inside(h, vw, vh, tw, th, sign)
+    thermal_covered = _share_inside(np.linalg.inv(h), tw, th, vw, vh, sign)
+    if visible_share < MIN_VISIBLE_SHARE or thermal_covered < MIN_THERMAL_COVERED:
+        raise ProfileError(
+            f"{where} at the reference distance {_percent(visible_share)} of the {vw}x{vh} visible frame lands on "
+            f"the {tw}x{th} thermal frame and covers {_percent(thermal_covered)} of it (at least "
+            f"{100 * MIN_VISIBLE_SHARE:g} % and {100 * MIN_THERMAL_COVERED:g} % expected): the profile is for other "
+            f"cameras, another resolution or another mounting; {redo}"
+        )
+
+    near, far = SCREENING_RANGE_M
+    inverse_ref = 1.0 / registration.reference_distance_m
+    reach = max(abs(1.0 / near - inverse_ref), abs(1.0 / far - inverse_ref))
+    shift = math.hypot(*registration.parallax_px_m) * reach
+    diagonal = math.hypot(tw, th)
+    if shift > diagonal:
+        parallax = ", ".join(f"{v:g}" for v in registration.parallax_px_m)
+        raise ProfileError(
+            f"{where} parallax_px_m [{parallax}] moves a face up to {shift:.0f} thermal px between {near:g} and "
+            f"{far:g} m, more than the {tw}x{th} thermal frame's diagonal ({diagonal:.0f} px), so faces at one end "
+            f"of the range land off the frame; {redo}"
+        )
+
+
+def _share_inside(h: np.ndarray, width: int, height: int, to_width: int, to_height: int, sign: float) -> float:
+    """Share of a ``width x height`` frame's pixels that ``h`` puts inside a ``to_width x to_height`` frame.
+
+    ``sign`` is the sign of the homogeneous coordinate on the visible side of the horizon: a point mapped
+    with the other sign is behind it, not on the frame, even where its coordinates fall inside.
+    """
+    xs = (np.arange(_OVERLAP_GRID) + 0.5) * (width / _OVERLAP_GRID)
+    ys = (np.arange(_OVERLAP_GRID) + 0.5) * (height / _OVERLAP_GRID)
+    xx, yy = np.meshgrid(xs, ys)
+    points = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)], axis=1) @ h.T
+    w = points[:, 2]
+    ahead = w * sign > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = points[:, 0] / w, points[:, 1] / w
+    inside = ahead & (x >= 0) & (x <= to_width) & (y >= 0) & (y <= to_height)
+    return float(np.mean(inside))
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage that never reads 0 % when a little is there, nor 100 % when a little is not."""
+    if 0 < share < 0.001:
+        return "under 0.1 %"
+    return f"{100 * share:.1f} %"
 
 
 def map_faces(

@@ -466,3 +466,20 @@ def test_blackbody_table_round_trips_through_the_store(sim, tmp_path):
     path = ProfileStore(tmp_path).save(profile)
     assert CalibrationProfile.load(path) == profile
     assert Recording.open(sim["rec"]).calibration_text() is not None
+
+
+def test_a_reading_that_is_not_a_number_is_refused_as_such_not_blamed_on_the_profile(tmp_path):
+    """``--reading nan`` used to reach the verification and come back as a fault of the profile file."""
+    demo = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "calibration.toml"
+    for value, what in (("nan", "is not a number"), ("-inf", "is not a finite number"), ("NaN", "is not a number")):
+        result = _run("verify", "--reading", value, "--profile", demo, "--db", tmp_path / "s.db")
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '--reading': '{value}' {what} (expected a temperature in °C" in result.output
+        assert str(demo) not in result.output and "Traceback" not in result.output
+        result = _run("blackbody", "--setpoint", 35, "--reading", value, "--roi", "1,2,5,6", "--technician", "ada",
+                      "--profile", demo, "--profiles", tmp_path / "profiles")
+        assert result.exit_code == 2 and f"'{value}' {what}" in result.output
+        result = _run("blackbody", "--setpoint", value, "--reading", 35.5, "--roi", "1,2,5,6", "--technician",
+                      "ada", "--profile", demo, "--profiles", tmp_path / "profiles")
+        assert result.exit_code == 2 and f"Invalid value for '--setpoint': '{value}' {what}" in result.output
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "profiles").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -293,3 +294,51 @@ def test_show_reports_the_last_verification():
     assert result.exit_code == 0, result.output
     shown = _run("calibrate", "show").output
     assert "last blackbody check: verified +0.05 °C" in shown
+
+
+# ----------------------------------------------------------------------------------------- a fit that is wrong
+def _shuffled_pairs(pairs_dir: Path, into: Path) -> Path:
+    """The real pairs with every visible image beside the next pose's thermal image (7 beside 1)."""
+    into.mkdir()
+    for k in range(1, 8):
+        shutil.copy(pairs_dir / f"{k}_visible.png", into / f"{k}_visible.png")
+        shutil.copy(pairs_dir / f"{k % 7 + 1}_thermal.png", into / f"{k}_thermal.png")
+    return into
+
+
+def test_mismatched_real_pairs_are_refused_and_nothing_becomes_active(pairs_dir, tmp_path):
+    shuffled = _shuffled_pairs(pairs_dir, tmp_path / "shuffled")
+    result = _run("calibrate", "register", shuffled, *ARUCO, "--technician", "ada", "--out", tmp_path / "p.toml")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    # the table above it shows which poses disagree; the one error line says what is wrong and the way out
+    assert re.match(r"Error: registration: 3\d\.\d\d px RMS is far worse than target points are found to \(a good "
+                    r"fit stays under 8\.7 px on this 464x348 thermal image\)", last), last
+    assert "--force" in last and "nothing was stored" in last
+    assert ProfileStore().history() == [] and not (tmp_path / "p.toml").exists()
+
+
+def test_a_mismatched_fit_is_stored_with_force_and_says_so(pairs_dir, tmp_path):
+    shuffled = _shuffled_pairs(pairs_dir, tmp_path / "shuffled")
+    result = _run("calibrate", "register", shuffled, *ARUCO, "--technician", "ada", "--force")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"warning: stored and made active with --force although its 3\d\.\d\d px RMS exceeds the "
+                     r"8\.7 px a good fit stays under", result.output), result.output
+    assert ProfileStore().active().registration.rms_error_px > 30
+
+
+def test_mismatched_hand_picked_points_are_refused(tmp_path):
+    csv = _points_csv(tmp_path / "points.csv", 30)
+    rows = csv.read_text().splitlines()
+    # each visible point beside the thermal point of the row after it: a click in the wrong image
+    shifted = [rows[0]] + [",".join(rows[1 + k].split(",")[:2] + rows[1 + (k + 1) % 30].split(",")[2:])
+                           for k in range(30)]
+    (tmp_path / "wrong.csv").write_text("\n".join(shifted) + "\n")
+    args = ["--technician", "ada", "--visible-focal-px", "554", "--reference-distance", "1.0"]
+    result = _run("calibrate", "register", "--points", tmp_path / "wrong.csv", *args)
+    assert result.exit_code == 1, result.output
+    assert re.search(r"Error: registration: \d+\.\d\d px RMS is far worse .*a good fit stays under 2\.\d px on the "
+                     r"1\d\dx1\d\d area the thermal points span\).*same physical point", result.output), result.output
+    assert ProfileStore().active_path() is None
+    assert _run("calibrate", "register", "--points", csv, *args).exit_code == 0  # the same points, paired right

@@ -7,7 +7,9 @@ only when it is absent. Every bad input is one line naming the file, and leaves 
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
+import os
 import shutil
 import struct
 from datetime import timedelta
@@ -288,3 +290,48 @@ def test_a_missing_source_or_a_directory_is_one_line(tmp_path):
     assert one_line_error(_import([tmp_path, tmp_path / "out"])).startswith(
         f"Error: {tmp_path}: is a directory; expected a CPTV recording")
     assert not (tmp_path / "out").exists()
+
+
+class _FullDisk:
+    """A file on a disk that fills up after ``room`` bytes: ``write`` then fails as ``write(2)`` does.
+
+    The OSError a full disk raises carries ``ENOSPC`` and no file name (the file was opened long before),
+    which is why the message used to say only "No space left on device".
+    """
+
+    def __init__(self, handle, room: int) -> None:
+        self._handle = handle
+        self._room = room
+
+    def write(self, data):
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+@needs_data
+@pytest.mark.parametrize("src", [SMALL_CPTV, SEQ_FILE], ids=["cptv", "seq"])
+def test_a_full_disk_names_the_recording_and_leaves_nothing_behind(tmp_path, monkeypatch, src):
+    import builtins
+
+    import station.recording as recording
+
+    def opener(file, mode="r", *args, **kwargs):
+        handle = builtins.open(file, mode, *args, **kwargs)
+        return _FullDisk(handle, 100_000) if "w" in mode else handle
+
+    # the writer's own files go through this open; meta.json, written atomically, still fits
+    monkeypatch.setattr(recording, "open", opener, raising=False)
+    out = tmp_path / "out"
+    line = one_line_error(_import([src, out]))
+    assert line == f"Error: {out}: cannot write the imported recording (No space left on device); nothing was kept"
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    line = one_line_error(_import([src, tmp_path / "kept", "--overwrite"]))
+    assert line.startswith(f"Error: {tmp_path / 'kept'}: cannot write the imported recording")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]

@@ -6,6 +6,8 @@ flirpy's own ``setup_video``/``grab``/``decode_telemetry`` run in these tests: o
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 import warnings
@@ -326,6 +328,32 @@ def test_visible_file_that_is_not_a_video(tmp_path: Path) -> None:
     junk.write_text("not a video")
     with pytest.raises(SourceError, match="not a video OpenCV can decode"):
         OpenCVVisibleSource(str(junk)).open()
+
+
+@pytest.mark.parametrize("content", [
+    b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8,  # an MP4 cut before its index
+    b"",  # an empty file
+])
+def test_an_unreadable_video_is_one_line_on_stderr_without_ffmpegs_own(tmp_path: Path, content: bytes) -> None:
+    """FFmpeg printed "[mov,mp4,... @ 0x...] moov atom not found" above the station's own line.
+
+    A fresh process, because FFmpeg's log level is read once, when the process opens its first capture;
+    and without OPENCV_FFMPEG_LOGLEVEL in its environment, so it is the station that quietens FFmpeg.
+    """
+    corrupt = tmp_path / "door.mp4"
+    corrupt.write_bytes(content)
+    demo = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "calibration.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "station.cli", "run", "--visible", str(corrupt), "--thermal", "sim:1",
+         "--calibration", str(demo), "--headless", "--db", str(tmp_path / "s.db")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"Error: visible video file {corrupt} could not be opened: not a video OpenCV can decode"
+    ], done.stderr
+    assert done.stdout == ""
 
 
 # -- registry -----------------------------------------------------------------------------------------

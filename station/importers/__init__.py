@@ -150,6 +150,21 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise fault(out, "already holds files; choose another directory or pass --overwrite")
 
 
+def io_fault(exc: OSError, src: Path, out: Path) -> RecordingError:
+    """A one-line RecordingError for an operating-system error while importing, naming the path at fault.
+
+    A write that fails on a full disk (``ENOSPC``) or a quota raises an ``OSError`` with no file name (the
+    file was opened long before; ``write(2)`` only knows its descriptor), so printed as it is, it says
+    "No space left on device" and nothing about where. Anything without a file name happened while
+    writing the recording, so the recording's directory is named; an error naming the source is a read.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None and Path(exc.filename) == src:
+        return fault(src, f"cannot be read ({reason})")
+    where = Path(exc.filename) if exc.filename is not None else out
+    return fault(where, f"cannot write the imported recording ({reason}); nothing was kept")
+
+
 def discard_partial(out: Path, existed: bool, files: tuple[str, ...]) -> None:
     """After a failed write: remove what this import wrote, and ``out`` itself if it made it."""
     if not existed:

@@ -48,6 +48,7 @@ from station.importers import (
     check_out,
     discard_partial,
     fault,
+    io_fault,
     quarter_turns,
 )
 from station.model_setup import sha256_file
@@ -337,7 +338,9 @@ def import_cptv(
                 written += 1
         if written != scan.frames:
             raise fault(src, "changed while it was being imported")
-    except BaseException:
+    except BaseException as exc:
         discard_partial(out, existed, (META_FILE, FRAMES_FILE, thermal.file))
+        if isinstance(exc, OSError):  # a full disk, a read-only directory: name the path, not just the errno
+            raise io_fault(exc, src, out) from None
         raise
     return ImportSummary.of(src, out, "cptv", fps[0], thermal, rotate_cw, camera)

@@ -43,6 +43,7 @@ from station.importers import (
     check_out,
     discard_partial,
     fault,
+    io_fault,
     quarter_turns,
 )
 from station.model_setup import sha256_file
@@ -336,7 +337,9 @@ def import_seq(src: str | Path, out: str | Path, overwrite: bool = False, rotate
                 image = seq.image(position, seq.frame(position))
                 t = (scan.times_ms[position] - t0) / 1000.0
                 writer.write(Frame(np.rot90(image, k), t, position))
-    except BaseException:
+    except BaseException as exc:
         discard_partial(out, existed, (META_FILE, FRAMES_FILE, thermal.file))
+        if isinstance(exc, OSError):  # a full disk, a read-only directory: name the path, not just the errno
+            raise io_fault(exc, src, out) from None
         raise
     return ImportSummary.of(src, out, "seq", fps[0], thermal, rotate_cw, camera)
