@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean qt-libs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+
+# `make demo` installs nothing outside .venv: system packages need root and change the machine for every
+# program, so they are the owner's call. Where the window cannot start, `station demo` names the missing
+# libraries and the apt-get line, and screens headless; this target (Debian/Ubuntu, as root) installs
+# exactly the packages Qt's X11 plugin lacks here.
+qt-libs: $(STAMP)
+	@pkgs="$$($(BIN)/python -m station.qt_probe --missing-packages)"; \
+	if [ -z "$$pkgs" ]; then echo "Qt's X11 plugin finds every library it needs"; \
+	else echo installing $$pkgs; apt-get update -qq && apt-get install -y --no-install-recommends $$pkgs; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py

@@ -175,7 +175,7 @@ def run(
     from station.headless import default_db_path
 
     db = db or default_db_path()
-    if headless:
+    if headless or not _window_can_open(None):
         _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path, reference_c)
     else:
         _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, None, 0.0,
@@ -225,7 +225,50 @@ def demo(fast: bool, db: Path | None, headless: bool, screenshot: Path | None, a
         return
     if screenshot is not None and not display:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    if not _window_can_open(screenshot):
+        _screen_headless(None, None, DEMO_RECORDING, None, db, fast, "-")
+        return
     _screen_in_window(None, None, DEMO_RECORDING, None, db, fast, kiosk, screenshot, after_s)
+
+
+def _window_can_open(screenshot: Path | None) -> bool:
+    """Whether the window can open here, asked before any Qt object exists.
+
+    Qt answers a missing library or an unreachable display by aborting the process (exit 134) with
+    its own multi-line message, so the question goes to a child process (:mod:`station.qt_probe`).
+    When the answer is no, one line on stderr says why and names the fix.
+
+    Parameters
+    ----------
+    screenshot
+        The PNG ``station demo --screenshot`` is to write, or None. A screenshot needs no screen, so
+        it is then drawn offscreen rather than given up.
+
+    Returns
+    -------
+    bool
+        True to open the window; False to screen headless instead, as on a machine without a display.
+
+    Raises
+    ------
+    StationError
+        A screenshot was asked for and not even the offscreen platform starts.
+    """
+    import os
+
+    from station.qt_probe import probe_platform
+
+    probe = probe_platform()
+    if probe.ok:
+        return True
+    if screenshot is not None:
+        if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+            raise StationError(f"{probe.message()} (not even offscreen, so no screenshot)")
+        click.echo(f"{probe.message()}; drawing the screenshot offscreen", err=True)
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return True
+    click.echo(f"{probe.message()}; screening headless", err=True)
+    return False
 
 
 def _demo_flags() -> str:

@@ -29,6 +29,7 @@ def run_checks(*, calibration: Path | None, recording: Path | None) -> Iterator[
         ("opencv", _opencv),
         ("onnxruntime", _onnxruntime),
         ("qt", _qt),
+        ("window", _window),
         ("face model", _model),
         ("recording", lambda: _recording(recording)),
         ("calibration", lambda: _calibration(calibration, recording)),
@@ -78,6 +79,25 @@ def _qt() -> Check:
     if importlib.util.find_spec("PyQt6") is None:
         return Check("qt", "FAIL", "PyQt6 is not installed")
     return Check("qt", "ok", f"PyQt6 {_installed('PyQt6') or '?'}")
+
+
+def _window() -> Check:
+    """Whether Qt's platform plugin starts here: the check ``station demo`` and ``run`` make first.
+
+    Asked of a child process (:mod:`station.qt_probe`), because a plugin that cannot load or reach its
+    display aborts the process that tries. A failure is FAIL where a window is asked for (DISPLAY,
+    WAYLAND_DISPLAY or QT_QPA_PLATFORM set), and only a warning on a machine without a display, where
+    the station is meant to screen headless; either way the line names the missing libraries with
+    their ``apt-get install`` line, or the display that cannot be reached.
+    """
+    from station.qt_probe import display_configured, probe_platform
+
+    probe = probe_platform()
+    if probe.ok:
+        return Check("window", "ok", f"Qt's {probe.platform} platform plugin starts")
+    if display_configured():
+        return Check("window", "FAIL", f"{probe.message()} (the station screens headless until then)")
+    return Check("window", "warn", f"{probe.message()} (headless screening works)")
 
 
 def _model() -> Check:

@@ -153,6 +153,87 @@ def test_the_acknowledgement_dialog_refuses_an_impossible_thermometer_reading(qt
     assert dialog.values() == ("referred", 37.2, "")
 
 
+def test_the_acknowledgement_dialog_will_not_clear_a_thermometer_fever(qtbot):
+    """A clinical reading at or above the fever threshold confirms the fever: "Cleared" is refused until
+    the guard chooses Referred, or writes in the note why the person is cleared all the same."""
+    dialog = AcknowledgeDialog(PendingAlarm(1, 4, "fever", 38.9, 37.6, 10.0), fever_c=38.0)
+    qtbot.addWidget(dialog)
+    assert dialog.action() == "cleared_secondary_check"
+    for reading in ("38.4", "38,0"):  # above, and exactly at, the threshold (a decimal comma too)
+        dialog.thermometer.setText(reading)
+        dialog.accept()
+        assert dialog.result() != dialog.DialogCode.Accepted
+        refusal = dialog.error.text()
+        assert "fever threshold (38.0 °C)" in refusal and "cannot be cleared" in refusal and "Referred" in refusal
+    dialog.buttons["referred"].setChecked(True)
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.error.text() == ""
+    assert dialog.values() == ("referred", 38.0, "")
+
+    noted = AcknowledgeDialog(PendingAlarm(2, 5, "fever", 38.6, 37.3, 12.0), fever_c=38.0)
+    qtbot.addWidget(noted)
+    noted.thermometer.setText("38.4")
+    noted.accept()
+    assert noted.result() != noted.DialogCode.Accepted
+    noted.note.setText("thermometer faulty; second thermometer read 36.9")
+    noted.accept()
+    assert noted.result() == noted.DialogCode.Accepted
+    assert noted.values() == ("cleared_secondary_check", 38.4, "thermometer faulty; second thermometer read 36.9")
+
+    below = AcknowledgeDialog(PendingAlarm(3, 6, "elevated", 37.5, 36.3, 14.0), fever_c=38.0)
+    qtbot.addWidget(below)
+    below.thermometer.setText("37.1")
+    below.accept()
+    assert below.result() == below.DialogCode.Accepted, "a reading below the threshold clears as before"
+
+
+def test_the_window_asks_with_its_own_fever_threshold(window, monkeypatch):
+    from PyQt6.QtWidgets import QDialog
+
+    from station.config import StationConfig
+
+    win, _ = window
+    asked = []
+
+    class Spy(AcknowledgeDialog):
+        def exec(self):  # no modal dialog in a test: note the threshold it was given, and cancel
+            asked.append(self.fever_c)
+            return QDialog.DialogCode.Rejected
+
+    monkeypatch.setattr("ui.main_window.AcknowledgeDialog", Spy)
+    win.config = StationConfig(fever_c=38.5)
+    win.acknowledge(PendingAlarm(None, 9, "fever", 38.9, 37.6, 1.0))
+    assert asked == [38.5]
+
+
+def test_the_status_bar_shows_its_message_whole_or_in_its_tooltip(window, qtbot):
+    from ui.sound import no_audio_message
+
+    win, _ = window
+    qtbot.waitUntil(lambda: win.frames_drawn > 0 and win.station is not None, timeout=30000)
+    win.resize(1280, 720)
+    bell = no_audio_message(ImportError("libpulse.so.0: cannot open shared object file: No such file or directory"))
+    assert bell.startswith("No audio: alarms use the system bell (") and "libpulse0" in bell
+    win.status_message.setText(bell)
+    qtbot.wait(50)
+    message = win.status_message
+    assert message.shown() == bell, "at 1280 pixels the no-audio message fits whole"
+    assert message.toolTip() == bell and message.text() == bell
+    for field in (win.status_fps, win.status_calibration, win.status_blackbody, win.status_model):
+        assert field.width() >= field.sizeHint().width(), f"{field.text()!r} is not squeezed by the message"
+
+    long = "acknowledgement NOT logged: event store /var/lib/station.db: " + "database or disk is full; " * 12
+    message.setText(long)
+    qtbot.wait(50)
+    assert message.shown().endswith("…") and long.startswith(message.shown()[:-1])
+    assert message.fontMetrics().horizontalAdvance(message.shown()) <= message.contentsRect().width()
+    assert message.toolTip() == long and message.text() == long, "the whole message is a hover away"
+    narrow = len(message.shown())
+    win.resize(1920, 1080)
+    qtbot.wait(50)
+    assert len(message.shown()) > narrow + 40, "a wider window shows more of it: the message takes the room"
+
+
 def test_no_audio_falls_back_to_the_bell_and_says_so(qtbot):
     sound = AlarmSound()
     sound.play()
@@ -170,6 +251,24 @@ def test_demo_screenshot_writes_the_window(tmp_path, face_model):
     assert result.returncode == 0, result.stderr
     image = QImage(str(out))
     assert (image.width(), image.height()) == (1280, 720)
+
+
+def test_the_window_refuses_in_one_line_where_qt_would_abort():
+    """Any caller of run_window (not only the command line, which asks first and screens headless) gets
+    a StationError instead of Qt's abort when the platform plugin cannot start."""
+    from test_qt_probe import desktop_env, free_display
+
+    code = ("from station.errors import StationError\n"
+            "from ui.app import run_window\n"
+            "try:\n"
+            "    run_window(None, db_path=None)\n"
+            "except StationError as exc:\n"
+            "    print('refused:', exc)\n")
+    display = free_display()
+    result = subprocess.run([sys.executable, "-c", code], env=desktop_env(DISPLAY=display, QT_QPA_PLATFORM="xcb"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("refused: the window cannot open: ") and f"display {display}" in result.stdout
 
 
 def test_new_settings_reach_the_view_the_file_and_the_engine(qtbot, tmp_path, face_model):

@@ -1,7 +1,9 @@
 """The window's entry point: a QApplication, the station window around an engine, and the event loop.
 
 ``station demo`` and ``station run`` call :func:`run_window` lazily (the command line is the only place
-that imports ``ui``), so the headless commands never load Qt.
+that imports ``ui``), so the headless commands never load Qt. Before the first QApplication exists, the
+platform plugin is tried in a child process (:mod:`station.qt_probe`): where it cannot start, Qt would
+abort this process with exit 134, so the window refuses in one line instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
 from station.config import StationConfig
+from station.errors import StationError
+from station.qt_probe import probe_platform
 from ui.main_window import MainWindow
 from ui.worker import StationFactory
 
@@ -28,10 +32,41 @@ def run_window(
     config: StationConfig | None = None,
     config_path: Path | None = None,
 ) -> int:
-    """Open the station window until it is closed; with ``screenshot``, grab it to a PNG after
-    ``after_s`` seconds and quit. Returns the process exit code (non-zero when the engine failed or
-    the screenshot could not be written, after saying why in one line on stderr)."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    """Open the station window until it is closed, or grab it to a PNG and quit.
+
+    Parameters
+    ----------
+    factory
+        Opens the engine (on the worker's thread) and closes it when the window does.
+    db_path
+        The event store acknowledgements are written to; None for none.
+    kiosk, size
+        Full screen, or a window of ``size`` pixels.
+    screenshot, after_s
+        With ``screenshot``, grab the window to that PNG after ``after_s`` seconds and quit.
+    config, config_path
+        The settings the window starts with, and where the settings dialog saves them.
+
+    Returns
+    -------
+    int
+        The process exit code: non-zero when the engine failed or the screenshot could not be
+        written, after saying why in one line on stderr.
+
+    Raises
+    ------
+    StationError
+        Qt's platform plugin cannot start here (a library missing, the display unreachable). Asked of
+        a child process first, because Qt's own answer is to abort this process (exit 134) with a
+        message nobody can act on; the caller (``station demo``/``run``) has usually asked already and
+        screens headless instead, this is the last guard for any other caller.
+    """
+    app = QApplication.instance()
+    if app is None:
+        probe = probe_platform()
+        if not probe.ok:
+            raise StationError(probe.message())
+        app = QApplication(sys.argv[:1])
     window = MainWindow(factory, db_path=db_path, config=config, config_path=config_path)
     outcome = {"code": 0}
     if kiosk:

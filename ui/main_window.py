@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -108,6 +109,48 @@ class HistoryPanel(QWidget):
             item.setHidden(level != "All" and item.data(Qt.ItemDataRole.UserRole) != level)
 
 
+class StatusMessage(QLabel):
+    """The status bar's message: it takes the room the other fields leave, and never loses its end.
+
+    A plain label is cut off at the status bar's edge ("No audio (libpulse.so.0): alarms use the
+    syste"), and the end of a message is often the part that says what happens now. This one stretches
+    over the free width, elides with "…" only when even that is too narrow, and keeps the full text in
+    its tooltip (and in :meth:`text`), so nothing the station says is out of reach.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        # Ignored: the layout gives it whatever width is left, instead of its text's width pushing the
+        # other fields (frame rates, calibration, blackbody, model) off the bar.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setStyleSheet("padding: 0 12px;")  # the other fields' padding, and with it their font size
+
+    def setText(self, text: str | None) -> None:  # noqa: N802 - Qt's name
+        """Show ``text``, elided to the room there is; the whole of it stays in the tooltip."""
+        self._full = text or ""
+        self.setToolTip(self._full)
+        self._elide()
+
+    def text(self) -> str:
+        """The whole message, however much of it fits."""
+        return self._full
+
+    def shown(self) -> str:
+        """What is drawn: the message, or its start and "…" when the bar is too narrow."""
+        return super().text()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width) if width > 0 \
+            else self._full
+        super().setText(shown)
+
+
 class MainWindow(QMainWindow):
     """The station window around one worker. ``db_path``: the log acknowledgements are written to."""
 
@@ -174,11 +217,11 @@ class MainWindow(QMainWindow):
         self.status_calibration = QLabel()
         self.status_blackbody = QLabel()
         self.status_model = QLabel()
-        self.status_message = QLabel()
+        self.status_message = StatusMessage()
         for label in (self.status_fps, self.status_calibration, self.status_blackbody, self.status_model):
             label.setStyleSheet("padding: 0 12px;")
             self.statusBar().addWidget(label)
-        self.statusBar().addPermanentWidget(self.status_message)
+        self.statusBar().addPermanentWidget(self.status_message, 1)
         self._update_counters()
 
         self.sound = AlarmSound(self.config.volume, parent=self)
@@ -354,7 +397,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ acknowledging
     def acknowledge(self, alarm: PendingAlarm) -> None:
-        dialog = AcknowledgeDialog(alarm, self)
+        dialog = AcknowledgeDialog(alarm, self, fever_c=self.config.fever_c)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         self.record_acknowledgement(alarm, *dialog.values())

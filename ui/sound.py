@@ -16,6 +16,8 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, QTimer, QUrl, pyqtSignal
 from PyQt6.QtWidgets import QApplication
 
+from station.qt_probe import apt_line, debian_package
+
 TONE_HZ = (880.0, 660.0)  # a two-tone "hi-lo", recognisable as an alarm over a lobby's noise
 TONE_S = 0.5
 
@@ -34,6 +36,21 @@ def write_tone(path: Path, rate: int = 22050) -> Path:
         out.setframerate(rate)
         out.writeframes(bytes(frames))
     return path
+
+
+def no_audio_message(exc: ImportError) -> str:
+    """What the status bar says when QtMultimedia cannot load: that the bell sounds instead, and why.
+
+    Qt's error starts with the shared object that is missing ("libpulse.so.0: cannot open shared
+    object file"); the technician who reads it needs the package that provides it, so the message
+    ends with the install line (``apt-get install libpulse0``). The guard's part, "alarms use the
+    system bell", comes first, and the whole stays short enough for the status bar at 1280 pixels.
+    """
+    first = str(exc).split(":")[0].strip()
+    package = debian_package(first)
+    if package is None:
+        return f"No audio: alarms use the system bell ({first})"
+    return f"No audio: alarms use the system bell ({apt_line([package])})"
 
 
 class AlarmSound(QObject):
@@ -57,8 +74,7 @@ class AlarmSound(QObject):
         try:
             from PyQt6.QtMultimedia import QMediaDevices, QSoundEffect
         except ImportError as exc:
-            first = str(exc).split(":")[0]
-            self._fall_back(f"No audio ({first}): alarms use the system bell")
+            self._fall_back(no_audio_message(exc))
             return
         if not QMediaDevices.audioOutputs():
             self._fall_back("No audio output device: alarms use the system bell")
