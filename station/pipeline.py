@@ -23,7 +23,7 @@ from station.errors import StationError
 from station.guarded_log import GuardedLog
 from station.intake import Intake, live_wall_time
 from station.measure import MeasureSettings, block_mean, read_skin, several_faces
-from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
+from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile, check_profile_fits
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import distance_from_eyes, map_faces
 from station.retention import RetentionPolicy, RetentionSchedule
@@ -111,6 +111,7 @@ class Station:
         self.calibration_age_days: float | None = None
         self.calibration_expired = False
         self._calibration_event = self._judge_calibration(0.0)
+        self._profile_fits_frames = False
         self._idle_pairs = 0
         self._last_seen: tuple[Faces, np.ndarray, list[Measurement]] = (Faces.empty(), np.zeros(0, np.int64), [])
         self._faces_key: tuple[int, float] | None = None
@@ -165,6 +166,13 @@ class Station:
 
     def process(self, pair: FramePair) -> Tick:
         """Everything for one frame pair; public so tests can feed pairs without an intake."""
+        if not self._profile_fits_frames:
+            # The profile speaks in pixels of cameras it does not name: the first frames say whether
+            # they are these (a blackbody ROI off the frame, a registration that misses it: one line).
+            visible_shape = None if pair.visible is None else pair.visible.image.shape
+            check_profile_fits(self.profile, pair.thermal.image.shape, visible_shape,
+                               origin=f"calibration {self.calibration_id}")
+            self._profile_fits_frames = True
         thermal, events = self.radiometer.convert(pair.thermal)
         for event in events:
             self.log_event(event)

@@ -367,9 +367,10 @@ def _check_homography(matrix: np.ndarray, origin: str) -> None:
     ratio = float(singular[-1] / singular[0]) if singular[0] > 0 else 0.0
     if not ratio >= MIN_HOMOGRAPHY_SINGULAR_RATIO:
         raise ProfileError(
-            f"{origin}: [registration] homography is singular or too near it to invert (smallest / largest "
+            f"{origin}: [registration] homography is singular or ill-conditioned (smallest / largest "
             f"singular value {ratio:.1e}, at least {MIN_HOMOGRAPHY_SINGULAR_RATIO:g} expected): it would squash "
-            "the visible image onto a line; recalibrate with station calibrate register"
+            "the visible image onto a line or throw it far off the thermal frame; recalibrate with station "
+            "calibrate register"
         )
 
 

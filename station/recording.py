@@ -41,6 +41,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from station.errors import RecordingError
+from station.sources.devices import quiet_opencv
 from station.types import STREAMS, Frame, Stream
 
 FORMAT_NAME = "station-recording"
@@ -522,6 +523,13 @@ def parse_recorded_at(value: object) -> datetime:
     return when.astimezone(UTC)
 
 
+def format_recorded_at(when: datetime) -> str:
+    """``when`` as ``recorded_at`` writes it: UTC, milliseconds, ``Z`` (a naive time is taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _checked_recorded_at(value: object) -> str:
     parse_recorded_at(value)
     return value  # type: ignore[return-value]
@@ -716,7 +724,8 @@ def _check_thermal_file(path: Path, info: ThermalStreamInfo, listed: int) -> Non
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with quiet_opencv():  # a video OpenCV cannot open is said once, below, naming the file
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise _fault(path, "OpenCV cannot open this video")

@@ -343,3 +343,19 @@ def test_live_cameras_judge_the_calibration_by_the_wall_clock(tmp_path, face_mod
     with time_machine.travel(made + timedelta(days=31)):
         late = station()
         assert late.calibration_expired and late.calibration_age_days == pytest.approx(31.0)
+
+
+def test_a_blackbody_roi_off_the_thermal_frame_is_one_line_when_the_frames_arrive(tmp_path, face_model):
+    """The profile loads (it does not know its cameras' sizes); the first frames refuse it, in one line."""
+    from cli_checks import one_line_error
+
+    text = (DEMO_RECORDING / "calibration.toml").read_text()
+    start = text.index("roi = [")
+    end = text.index("]", start) + 1
+    profile = tmp_path / "elsewhere.toml"
+    profile.write_text(text[:start] + "roi = [1000, 1000, 1010, 1010]" + text[end:])
+    result = CliRunner().invoke(main, ["run", "--recording", str(DEMO_RECORDING), "--headless", "--fast",
+                                       "--calibration", str(profile), "--db", str(tmp_path / "s.db"),
+                                       "--events", str(tmp_path / "events.jsonl")])
+    line = one_line_error(result)
+    assert "roi [1000, 1000, 1010, 1010] is not inside the 160x120 thermal frame" in line

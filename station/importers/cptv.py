@@ -53,7 +53,7 @@ from station.importers import (
 )
 from station.model_setup import sha256_file
 from station.radiometry import KELVIN
-from station.recording import FRAMES_FILE, META_FILE, RecordingWriter, ThermalStreamInfo
+from station.recording import FRAMES_FILE, META_FILE, RecordingWriter, ThermalStreamInfo, format_recorded_at
 from station.types import Frame
 
 ENCODING = "tlinear-centikelvin"
@@ -83,6 +83,17 @@ def _text(value: Any) -> str | None:
 def _when(value: Any) -> Any:
     """A header time as ISO 8601 UTC; the reader's 0 for 'not set' stays 0."""
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _recorded_at(header: dict[str, Any]) -> str | None:
+    """The header's recording time (UTC, CPTV's microseconds since the epoch), or None when unset."""
+    when = header.get("timestamp_utc")
+    if not isinstance(when, str):
+        return None
+    try:
+        return format_recorded_at(datetime.fromisoformat(when))
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> Any:
@@ -327,7 +338,7 @@ def import_cptv(
     written = 0
     try:
         with RecordingWriter(out, source="import", thermal=thermal, visible=None, extra_meta=extra,
-                             overwrite=overwrite) as writer, open(src, "rb") as fh:
+                             recorded_at=_recorded_at(header), overwrite=overwrite) as writer, open(src, "rb") as fh:
             for _position, frame in _frames(src, _open_reader(src, fh)):
                 if frame.background_frame:
                     continue

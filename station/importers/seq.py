@@ -48,7 +48,7 @@ from station.importers import (
 )
 from station.model_setup import sha256_file
 from station.radiometry import KELVIN, FlirParams, planck_from_flir
-from station.recording import FRAMES_FILE, META_FILE, RecordingWriter, ThermalStreamInfo
+from station.recording import FRAMES_FILE, META_FILE, RecordingWriter, ThermalStreamInfo, format_recorded_at
 from station.types import Frame
 
 ENCODING = "raw-counts"
@@ -329,8 +329,9 @@ def import_seq(src: str | Path, out: str | Path, overwrite: bool = False, rotate
     t0 = scan.times_ms[0]
     existed = out.exists()
     try:
+        recorded_at = format_recorded_at(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=t0))
         with RecordingWriter(out, source="import", thermal=thermal, visible=None, extra_meta=extra,
-                             overwrite=overwrite) as writer, _SeqFile(src) as seq:
+                             recorded_at=recorded_at, overwrite=overwrite) as writer, _SeqFile(src) as seq:
             if len(seq) != scan.frames:
                 raise fault(src, "changed while it was being imported")
             for position in range(len(seq)):

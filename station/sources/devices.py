@@ -119,3 +119,24 @@ def quiet_opencv() -> Iterator[None]:
             _quiet_depth -= 1
             if _quiet_depth == 0:
                 cv2.utils.logging.setLogLevel(_quiet_saved)
+
+
+#: FFmpeg's own log level for OpenCV's FFmpeg backend: ``-8`` is ``AV_LOG_QUIET``.
+FFMPEG_QUIET = "-8"
+
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines (``[mov,mp4,... @ 0x...] moov atom not found``) off stderr.
+
+    The station reports a video it cannot open, or a stream that fails, itself, in one line that names
+    the file; FFmpeg's lines above it only bury that line. OpenCV's FFmpeg backend reads
+    ``OPENCV_FFMPEG_LOGLEVEL`` once, when the process opens its first FFmpeg capture, and never again
+    (setting it afterwards, or OpenCV's own ``setLogLevel``, does not reach FFmpeg), so it is set when
+    this module is imported (the camera sources and the recording reader import it), before any capture
+    can open. ``setdefault``: whoever sets the variable
+    themselves, to debug a stream, still gets FFmpeg's lines.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
+
+
+quiet_ffmpeg()

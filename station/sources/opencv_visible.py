@@ -8,7 +8,6 @@ station's clock, a file's with its own position, so a file replays on its own ti
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -25,24 +24,6 @@ from station.types import Frame
 
 Kind = Literal["device", "url", "file"]
 
-#: FFmpeg's own log level for OpenCV's FFmpeg backend: ``-8`` is ``AV_LOG_QUIET``.
-FFMPEG_QUIET = "-8"
-
-
-def quiet_ffmpeg() -> None:
-    """Keep FFmpeg's own log lines (``[mov,mp4,... @ 0x...] moov atom not found``) off stderr.
-
-    The station reports a video it cannot open, or a stream that fails, itself, in one line that names
-    the file; FFmpeg's lines above it only bury that line. OpenCV's FFmpeg backend reads
-    ``OPENCV_FFMPEG_LOGLEVEL`` once, when the process opens its first FFmpeg capture, and never again
-    (setting it afterwards, or OpenCV's own ``setLogLevel``, does not reach FFmpeg), so it is set when
-    this module is imported, before any capture can open. ``setdefault``: whoever sets the variable
-    themselves, to debug a stream, still gets FFmpeg's lines.
-    """
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
-
-
-quiet_ffmpeg()
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FORMAT_PROPS = {
