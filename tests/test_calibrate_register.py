@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -102,15 +103,19 @@ def test_a_store_never_overwrites_a_profile(tmp_path):
 
 
 def test_show_warns_past_the_maximum_age():
+    """``show`` speaks of the cameras' profile now, by the wall clock: fixed here, so any day gives this."""
     from dataclasses import replace
 
+    import time_machine
+
     demo = CalibrationProfile.load(Path(__file__).resolve().parents[1] / "recordings/demo/calibration.toml")
-    ProfileStore().save(replace(demo, technician="ada", created="2026-01-05T09:00:00Z"))
-    result = _run("calibrate", "show")
-    assert result.exit_code == 0, result.output
-    assert "warning: the calibration is" in result.output and "past the 30-day maximum" in result.output
-    ProfileStore().save(replace(demo, technician="ada", created=utc_now_iso()))
-    result = _run("calibrate", "show")
+    with time_machine.travel(datetime(2026, 3, 1, 12, tzinfo=UTC)):
+        ProfileStore().save(replace(demo, technician="ada", created="2026-01-05T09:00:00Z"))
+        result = _run("calibrate", "show")
+        assert result.exit_code == 0, result.output
+        assert "warning: the calibration is 55 days old, past the 30-day maximum" in result.output
+        ProfileStore().save(replace(demo, technician="ada", created=utc_now_iso()))
+        result = _run("calibrate", "show")
     assert "warning" not in result.output and "ada, 0.0 days old" in result.output
 
 
