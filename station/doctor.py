@@ -11,6 +11,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from station.errors import StationError
@@ -128,14 +129,21 @@ def _recording(path: Path | None) -> Check:
 
 def _calibration(path: Path | None, recording: Path | None) -> Check:
     from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile
+    from station.recording import Recording
 
     if path is None and recording is not None:
         path = recording / "calibration.toml"
     if path is None:
         return Check("calibration", "warn", "no profile given")
     profile = CalibrationProfile.load(path)
-    age = profile.age_days()
-    detail = f"{path}: station {profile.station_id}, made {profile.created} ({age:.0f} days ago), " \
+    # A recording is screened as of when it was made; cameras (no recording) as of now.
+    when = Recording.open(recording).recorded_at if recording is not None else datetime.now(UTC)
+    if when is None:
+        return Check("calibration", "warn", f"{path}: station {profile.station_id}, made {profile.created}; "
+                     "the recording does not say when it was made (no recorded_at), so its age is not checked")
+    age = profile.age_days(when)
+    ago = "days before it was recorded" if recording is not None else "days ago"
+    detail = f"{path}: station {profile.station_id}, made {profile.created} ({age:.0f} {ago}), " \
              f"registration RMS {profile.registration.rms_error_px:.2f} px"
     if profile.blackbody is None:
         return Check("calibration", "warn", detail + "; no blackbody in the profile")

@@ -258,11 +258,14 @@ class MainWindow(QMainWindow):
         profile = station.profile
         if profile.blackbody is not None:
             self.thermal_view.blackbody_roi = profile.blackbody.roi
-        age = profile.age_days()
+        # The engine's judgement of the age: at the frames' own time, so a replay shows the age it was
+        # recorded with, and a recording that does not say when it was made shows that it is unknown.
+        age = station.calibration_age_days
         verified = ""
         if store is not None:
             verified = ", " + verification.summary(store.last_system_event(verification.KINDS))
-        self.status_calibration.setText(f"Calibration {age:.0f} d{verified}")
+        shown = "age unknown" if age is None else f"{age:.0f} d"
+        self.status_calibration.setText(f"Calibration {shown}{verified}")
         self.status_model.setText(f"Model {station.detector.model_sha256[:8]}")
 
     def on_decision(self, note: DecisionNote) -> None:
