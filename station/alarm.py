@@ -26,6 +26,23 @@ follows the crowd does not. EST has one alarm level; we map it onto ours as
 Until the baseline has ``baseline_size`` samples (station just started) relative mode falls back to
 the absolute thresholds, so the first people of the day are screened like any others.
 
+What a threshold may be
+-----------------------
+A threshold is a claim about people, so it is bounded to what a fever screen can mean
+(:func:`check_thresholds`), whatever the file or the dialog says; thresholds of 30.0 and 30.1 °C are
+accepted by arithmetic but alarm on every living person.
+
+* ``elevated_c`` within 37.0-38.5 °C body temperature. Healthy people average about 36.8 °C and
+  reach 37.3 °C by day; below 37.0 a large share of them alarm, and above 38.5 °C "elevated" would
+  come after the usual definition of a fever (38.0 °C).
+* ``fever_c`` within 37.5-39.0 °C and above ``elevated_c``. Below 37.5 it flags ordinary variation as
+  fever; above 39.0 it misses most fevers, which run at 38-39 °C.
+* ``relative_margin_c`` within 0.5-2.0 °C. It is an offset above the baseline of the crowd, not a
+  temperature, so it is bounded by the crowd's spread instead: body temperatures of healthy people
+  spread by about 0.3-0.4 °C, so a margin under 0.5 °C alarms about one person in ten, and one over
+  2.0 °C puts the relative threshold above the fever threshold on any ordinary day, where it can never
+  fire. It is checked in absolute mode too: the setting takes effect the moment the mode is switched.
+
 Hysteresis with one decision per person
 ---------------------------------------
 Hysteresis is usually about one signal wandering around a threshold. Here every person gets exactly
@@ -85,10 +102,39 @@ ACK_ACTIONS: tuple[str, ...] = ("cleared_secondary_check", "referred", "re_measu
 _EPS_C = 1e-6
 
 
-def _finite(name: str, value: float) -> float:
+#: Body temperatures (°C) the thresholds may take, and the margin above the baseline (see the module notes).
+ELEVATED_RANGE_C: tuple[float, float] = (37.0, 38.5)
+FEVER_RANGE_C: tuple[float, float] = (37.5, 39.0)
+RELATIVE_MARGIN_RANGE_C: tuple[float, float] = (0.5, 2.0)
+
+
+def _finite(name: str, value: float, prefix: str = "AlarmSettings.") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"AlarmSettings.{name}: expected a finite number, got {value!r}")
+        raise ValueError(f"{prefix}{name}: expected a finite number, got {value!r}")
     return float(value)
+
+
+def check_thresholds(elevated_c: float, fever_c: float, relative_margin_c: float, *, prefix: str = "") -> None:
+    """Raise a one-line ValueError naming the first threshold out of what a fever screen can mean.
+
+    The message names the key (``{prefix}elevated_c``...), the value and the range allowed, so the
+    settings file, the settings dialog and the engine all report a bad threshold the same way. The
+    bounds and the reasons for them are in the module notes; the defaults are well inside them.
+    """
+    elevated = _finite("elevated_c", elevated_c, prefix)
+    fever = _finite("fever_c", fever_c, prefix)
+    margin = _finite("relative_margin_c", relative_margin_c, prefix)
+    for key, value, (low, high), what in (
+        ("elevated_c", elevated, ELEVATED_RANGE_C, "body °C"),
+        ("fever_c", fever, FEVER_RANGE_C, "body °C"),
+        ("relative_margin_c", margin, RELATIVE_MARGIN_RANGE_C, "°C above the baseline"),
+    ):
+        if not low <= value <= high:
+            raise ValueError(f"{prefix}{key}: expected {low:.1f} to {high:.1f} {what} for a fever screen, "
+                             f"got {value:g}")
+    if not elevated < fever:
+        raise ValueError(f"{prefix}elevated_c: expected below fever_c ({fever:g}) for a fever screen, "
+                         f"got {elevated:g}")
 
 
 @dataclass(frozen=True)
@@ -103,9 +149,10 @@ class AlarmSettings:
         Body = canthus skin + this. 1.24 °C is the mean offset of the FDA facial/oral study with a FLIR
         camera; ``station body-model fit`` replaces it with a station's own.
     elevated_c, fever_c
-        Body temperatures at and above which a person is ``elevated`` / ``fever``.
+        Body temperatures at and above which a person is ``elevated`` / ``fever``: 37.0-38.5 and
+        37.5-39.0 °C, fever above elevated (:func:`check_thresholds`).
     relative_margin_c
-        Relative mode: the alarm sits this far above the baseline.
+        Relative mode: the alarm sits this far above the baseline, 0.5-2.0 °C.
     baseline_size
         Relative mode: how many recent normal people the baseline is the trimmed mean of.
     baseline_trim
@@ -135,16 +182,8 @@ class AlarmSettings:
         offset = _finite("skin_to_body_offset_c", self.skin_to_body_offset_c)
         if not 0.0 <= offset <= 5.0:
             raise ValueError(f"AlarmSettings.skin_to_body_offset_c: expected 0 to 5 °C, got {offset}")
-        elevated = _finite("elevated_c", self.elevated_c)
-        fever = _finite("fever_c", self.fever_c)
-        if not 30.0 <= elevated < fever <= 45.0:
-            raise ValueError(
-                "AlarmSettings: expected 30 <= elevated_c < fever_c <= 45 °C, "
-                f"got elevated_c={elevated}, fever_c={fever}"
-            )
-        margin = _finite("relative_margin_c", self.relative_margin_c)
-        if not margin > 0.0:
-            raise ValueError(f"AlarmSettings.relative_margin_c: expected > 0 °C, got {margin}")
+        check_thresholds(self.elevated_c, self.fever_c, self.relative_margin_c, prefix="AlarmSettings.")
+        margin = float(self.relative_margin_c)
         size = self.baseline_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"AlarmSettings.baseline_size: expected an integer >= 1, got {size!r}")

@@ -278,7 +278,7 @@ def _demo_flags() -> str:
 def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path,
                      reference_c=None) -> None:
     from station.config import default_config_path, load_config
-    from station.headless import events_output, json_line_writer, open_station, run_headless
+    from station.headless import events_output, json_line_writer, log_outcome, open_station, run_headless
     from station.intake import open_intake
 
     config = load_config(default_config_path())
@@ -288,11 +288,11 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
                 events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             log = station.log
-        where = "nowhere" if log is None else (
-            f"{len(log.pending)} rows NOT logged ({log.fault}): they are only in the JSON lines"
-            if log.pending else f"logged in {db}")
+        where, code = log_outcome(log, db)
     summary = ", ".join(f"{n} {level}" for level, n in sorted(counts.items())) or "nobody screened"
     click.echo(f"screened: {summary}; {where}", err=True)
+    if code:
+        raise SystemExit(code)  # 4: rows held in the spill, 5: rows lost (station.headless)
 
 
 def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, screenshot,

@@ -5,6 +5,13 @@ behind a PIN, stored as a salted scrypt hash (never the PIN itself), so a copied
 give the PIN away and two stations with the same PIN do not share a hash. The file is TOML, written
 atomically with mode 0600. Pure Python, in the engine's package: the headless station screens with the
 same thresholds as the window.
+
+Every value is checked when the file is read and before it is written (the window's settings dialog
+saves through :func:`save_config` too), and a bad one is refused in one line naming the file, the key,
+the value and what is allowed. Thresholds are bounded to what a fever screen can mean
+(:func:`station.alarm.check_thresholds`: elevated 37.0-38.5 °C, fever 37.5-39.0 °C and above it, the
+relative margin 0.5-2.0 °C above the baseline), retention to what :class:`~station.retention.RetentionPolicy`
+accepts: a file that would alarm on everybody, or purge an alarm before anyone saw it, never runs.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -21,10 +29,10 @@ from typing import Any
 
 import tomli_w
 
-from station.alarm import AlarmPolicy, AlarmSettings
+from station.alarm import AlarmPolicy, AlarmSettings, check_thresholds
 from station.errors import StationError
 from station.guidance import DEFAULT_GUIDANCE
-from station.retention import RetentionPolicy, check_retention_days
+from station.retention import RetentionPolicy
 
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
 
@@ -71,12 +79,20 @@ class StationConfig:
             None if self.glasses_model == "default" else self.glasses_model)
         return AlarmPolicy(self.to_alarm_settings(), model, glasses)
 
-    def retention_policy(self) -> RetentionPolicy:
-        """How long this station keeps images and records."""
-        return RetentionPolicy(self.retention_images_days, self.retention_records_days)
+    def retention_policy(self, where: str = "settings") -> RetentionPolicy:
+        """How long this station keeps images and records.
+
+        Whatever :class:`RetentionPolicy` refuses (a ValueError, or a StationError for retention under
+        its minimum) becomes the same one-line error as any other bad key, named as the settings file
+        names it (``retention_images_days``), so an operator knows which line to fix.
+        """
+        try:
+            return RetentionPolicy(self.retention_images_days, self.retention_records_days)
+        except (ValueError, StationError) as exc:
+            raise StationError(f"{where}: {_retention_keys(str(exc))}") from None
 
     def check(self, where: str = "settings") -> None:
-        """Raise StationError naming the first bad key."""
+        """Raise StationError naming the first bad key, its value and what is allowed."""
         if self.palette not in PALETTES:
             raise StationError(f"{where}: palette: expected one of {', '.join(PALETTES)}, got {self.palette!r}")
         if not 0.0 <= self.volume <= 1.0:
@@ -85,10 +101,19 @@ class StationConfig:
         if unknown:
             raise StationError(f"{where}: guidance: unknown flag {sorted(unknown)[0]!r}")
         try:
+            # The thresholds first, with the keys as the file spells them; then the rest of the alarm settings.
+            check_thresholds(self.elevated_c, self.fever_c, self.relative_margin_c)
             self.to_alarm_settings()
-            check_retention_days(self.retention_images_days, self.retention_records_days, prefix="retention_")
         except ValueError as exc:
             raise StationError(f"{where}: {exc}") from None
+        self.retention_policy(where)
+
+
+def _retention_keys(message: str) -> str:
+    """A retention error in the settings file's words: ``images_days`` -> ``retention_images_days``."""
+    message = re.sub(r"^RetentionPolicy[.:]\s*", "", message.strip())
+    message = re.sub(r"(?<![\w.])(images_days|records_days)\b", r"retention_\1", message)
+    return " ".join(message.split())
 
 
 def default_config_path() -> Path:

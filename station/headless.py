@@ -4,14 +4,38 @@
 alarm policy, event store), so ``station run``, ``station demo``, the window and the benchmarks all
 screen with the same engine. ``run_headless`` writes what DESIGN.md's contract promises: a line per
 screening decision and per system event, flushed at once, so another program can act on a decision
-the moment it is made.
+the moment it is made. A line is printed only after its row is durable: logged in the store, or, while
+the store cannot be written, held in the spill file beside it (:mod:`station.guarded_log`), so a
+``kill -9`` loses nothing already printed.
+
+Stopping
+--------
+``SIGINT`` (Ctrl-C) and ``SIGTERM`` (what systemd and ``docker stop`` send) end a run the same way: the
+intake stops, the people still in view get their closing decisions, the ``stopped`` event is printed
+and logged, and the exit code is the log's (below), as when the input ends. A second signal while
+that happens interrupts it at once.
+
+Exit codes of a headless run
+----------------------------
+A supervisor sees from the exit code alone whether the run's record is complete (:func:`log_outcome`):
+
+* ``0``: every decision and event was logged (or the run had no log);
+* ``4``: some rows could not be logged but are held, fsynced, in ``<db>.spill``; the next start on
+  this database logs them, in order and with their own times, so nothing is lost yet;
+* ``5``: some rows are lost: neither the log nor the spill could be written (a read-only directory,
+  a full disk), and they exist only in the JSON lines that were printed.
+
+``1`` stays what it is for every command: bad input, said in one line before screening starts.
 """
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +44,7 @@ from typing import Any, TextIO
 from station.alarm import AlarmPolicy, AlarmSettings
 from station.detect import FaceDetector
 from station.errors import StationError
-from station.guarded_log import GuardedLog
+from station.guarded_log import GuardedLog, spill_path_for
 from station.intake import Intake
 from station.pipeline import Station, Tick
 from station.radiometry import Radiometer
@@ -29,6 +53,10 @@ from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
 APP_DIR_NAME = "fever-station"
+#: Exit codes of a headless run whose log is incomplete (see the module notes).
+EXIT_HELD = 4
+EXIT_LOST = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def data_dir() -> Path:
@@ -71,6 +99,38 @@ def default_policy() -> AlarmPolicy:
     return AlarmPolicy(AlarmSettings(), load_model(), load_glasses_model())
 
 
+def open_log(db: Path) -> GuardedLog:
+    """The guarded log on ``db``, with its snapshots directory and its spill file beside it.
+
+    Opening it logs first whatever an earlier run left held in the spill (a station killed during a
+    storage fault), so every start on a database completes its record before adding to it.
+    """
+    return GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)), spill=spill_path_for(db))
+
+
+def log_outcome(log: GuardedLog | None, db: Path | None) -> tuple[str, int]:
+    """Where a finished run's rows are, in words for its closing line, and its exit code.
+
+    Call it after the log is closed (its last attempt to write made). Rows held in the spill are not
+    lost, but the record is not complete either, and a supervisor must see that without reading
+    standard error: hence a code of its own (``EXIT_HELD``), apart from rows lost for good
+    (``EXIT_LOST``, which wins when both happened).
+    """
+    if log is None:
+        return "nowhere", 0
+    lost, held = log.only_in_memory, log.held_in_spill
+    if not lost and not held:
+        return f"logged in {db}", 0
+    parts = []
+    if lost:
+        parts.append(f"{lost} rows NOT logged ({log.fault}): they are only in the JSON lines")
+    if held:
+        spill = log.spill.path if log.spill is not None else "the spill file"
+        parts.append(f"{held} rows held in {spill} until the log can be written"
+                     + ("" if lost else f" ({log.fault}); the next start on {db} logs them"))
+    return "; ".join(parts), EXIT_LOST if lost else EXIT_HELD
+
+
 @contextmanager
 def open_station(
     intake: Intake,
@@ -86,7 +146,7 @@ def open_station(
         raise StationError("no calibration profile: give --calibration FILE (a recording carries its own)")
     detector = detector or FaceDetector()
     radiometer = radiometer_for(intake, intake.profile)
-    log = None if db is None else GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)))
+    log = None if db is None else open_log(db)
     try:
         yield Station(intake, detector, intake.profile, radiometer, policy or default_policy(), log,
                       retention=None if log is None else (retention or RetentionPolicy()))
@@ -118,13 +178,51 @@ def events_output(path: str) -> Iterator[TextIO]:
         yield handle
 
 
+@contextmanager
+def _stop_on_signals(intake: Intake) -> Iterator[None]:
+    """SIGINT and SIGTERM both stop the intake, so the run ends as when its input ends.
+
+    Python's default for SIGTERM is to die on the spot (exit 143, no ``stopped`` event, no closing
+    decisions), and for SIGINT to raise KeyboardInterrupt wherever the program happens to be, possibly
+    between a row written and the note that it was. Stopping the intake instead lets the frame loop end
+    at its next frame. The handler sets the intake's stop event from a new thread: it runs on the main
+    thread, which may at that moment hold the event's own lock. A second signal raises
+    KeyboardInterrupt, for an operator who will not wait. Outside the main thread (a test driving the
+    station from a worker) signals cannot be handled, and nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        _thread.start_new_thread(intake.stop, ())
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_headless(station: Station, emit: Callable[[dict], None]) -> dict[str, int]:
-    """Screen until the input ends or Ctrl-C; write decisions and system events as JSON lines.
+    """Screen until the input ends, SIGINT or SIGTERM; write decisions and system events as JSON lines.
 
     Returns the counts by level, for the closing summary. The intake's closing events (with its
-    tally of frame pairs) are written even when the run is interrupted.
+    tally of frame pairs) are written even when the run is interrupted. Every item is printed after
+    the engine logged (or durably held) it, never before.
     """
     counts: dict[str, int] = {}
+    with _stop_on_signals(station.intake):
+        _screen(station, emit, counts)
+    return counts
+
+
+def _screen(station: Station, emit: Callable[[dict], None], counts: dict[str, int]) -> None:
     try:
         for item in station.run():
             decisions: list[ScreeningDecision] = []
@@ -145,4 +243,3 @@ def run_headless(station: Station, emit: Callable[[dict], None]) -> dict[str, in
         for event in station.intake.finish():
             station.log_event(event)
             emit(event.to_json())
-    return counts

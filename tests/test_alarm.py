@@ -44,11 +44,11 @@ def test_default_settings() -> None:
     ("kwargs", "fragment"),
     [
         ({"mode": "est"}, "AlarmSettings.mode: expected one of ('absolute', 'relative'), got 'est'"),
-        ({"elevated_c": 38.5}, "expected 30 <= elevated_c < fever_c <= 45"),
-        ({"fever_c": 311.15}, "expected 30 <= elevated_c < fever_c <= 45"),
+        ({"elevated_c": 38.5}, "AlarmSettings.elevated_c: expected below fever_c (38) for a fever screen, got 38.5"),
+        ({"fever_c": 311.15}, "AlarmSettings.fever_c: expected 37.5 to 39.0 body °C for a fever screen, got 311.15"),
         ({"elevated_c": float("nan")}, "AlarmSettings.elevated_c: expected a finite number, got nan"),
         ({"skin_to_body_offset_c": -1.0}, "skin_to_body_offset_c: expected 0 to 5"),
-        ({"relative_margin_c": 0.0}, "relative_margin_c: expected > 0"),
+        ({"relative_margin_c": 0.0}, "relative_margin_c: expected 0.5 to 2.0 °C above the baseline"),
         ({"baseline_size": 0}, "baseline_size: expected an integer >= 1, got 0"),
         ({"baseline_size": 2.5}, "baseline_size: expected an integer >= 1, got 2.5"),
         ({"baseline_trim": 0.5}, "baseline_trim: expected 0 <= trim < 0.5, got 0.5"),
@@ -62,6 +62,42 @@ def test_settings_are_validated(kwargs: dict, fragment: str) -> None:
         AlarmSettings(**kwargs)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # issue 13: 30.0 / 30.1 passed the old 30-45 °C bounds and alarmed on everybody
+        ({"elevated_c": 30.0, "fever_c": 30.1},
+         "AlarmSettings.elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 30"),
+        ({"elevated_c": 36.9}, "AlarmSettings.elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 36.9"),
+        ({"elevated_c": 38.6, "fever_c": 39.0},
+         "AlarmSettings.elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 38.6"),
+        ({"elevated_c": 37.0, "fever_c": 37.4},
+         "AlarmSettings.fever_c: expected 37.5 to 39.0 body °C for a fever screen, got 37.4"),
+        ({"fever_c": 40.0}, "AlarmSettings.fever_c: expected 37.5 to 39.0 body °C for a fever screen, got 40"),
+        ({"elevated_c": 38.0, "fever_c": 38.0},
+         "AlarmSettings.elevated_c: expected below fever_c (38) for a fever screen, got 38"),
+        # relative mode: the margin is an offset above the crowd's baseline, bounded as one
+        ({"mode": "relative", "relative_margin_c": 0.2},
+         "AlarmSettings.relative_margin_c: expected 0.5 to 2.0 °C above the baseline for a fever screen, got 0.2"),
+        ({"mode": "relative", "relative_margin_c": 2.5},
+         "AlarmSettings.relative_margin_c: expected 0.5 to 2.0 °C above the baseline for a fever screen, got 2.5"),
+    ],
+)
+def test_thresholds_are_bounded_to_what_a_fever_screen_can_mean(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        AlarmSettings(**kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"elevated_c": 37.0, "fever_c": 37.5}, {"elevated_c": 38.5, "fever_c": 39.0},
+     {"mode": "relative", "relative_margin_c": 0.5}, {"mode": "relative", "relative_margin_c": 2.0}],
+)
+def test_the_defaults_and_the_bounds_themselves_are_accepted(kwargs: dict) -> None:
+    AlarmSettings(**kwargs)
 
 
 def test_body_from_skin_adds_the_offset() -> None:

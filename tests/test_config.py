@@ -86,3 +86,73 @@ def test_glasses_model_default_none_or_a_file(tmp_path):
     assert StationConfig(glasses_model=str(DEFAULT_GLASSES_MODEL_PATH)).alarm_policy().measures("forehead_mouth")
     with pytest.raises(StationError, match="site"):
         StationConfig(glasses_model=str(DEFAULT_MODEL_PATH)).alarm_policy()
+
+
+# ------------------------------------------------------------------ thresholds a fever screen can mean (issue 13)
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("elevated_c = 30.0\nfever_c = 30.1", "elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 30"),
+        ("fever_c = 39.5", "fever_c: expected 37.5 to 39.0 body °C for a fever screen, got 39.5"),
+        ("elevated_c = 38.2\nfever_c = 38.1", "elevated_c: expected below fever_c (38.1) for a fever screen, got 38.2"),
+        ('mode = "relative"\nrelative_margin_c = 0.1',
+         "relative_margin_c: expected 0.5 to 2.0 °C above the baseline for a fever screen, got 0.1"),
+        ("relative_margin_c = 3.0",  # absolute mode too: it takes effect the moment the mode is switched
+         "relative_margin_c: expected 0.5 to 2.0 °C above the baseline for a fever screen, got 3"),
+    ],
+)
+def test_thresholds_outside_a_fever_screen_are_refused_in_one_line(tmp_path, text, line):
+    path = tmp_path / "config.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(StationError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {line}"
+
+
+def test_the_default_settings_are_valid_and_saving_checks_the_thresholds(tmp_path):
+    StationConfig().check()
+    StationConfig(mode="relative").check()
+    with pytest.raises(StationError, match=r"^.*config\.toml: fever_c: expected 37\.5 to 39\.0 body °C.*got 37\.45$"):
+        save_config(StationConfig(elevated_c=37.0, fever_c=37.45), tmp_path / "config.toml")
+    assert not (tmp_path / "config.toml").exists()
+
+
+def test_the_settings_dialog_refuses_thresholds_that_alarm_on_everybody(qtbot):
+    dialog = SettingsDialog(StationConfig(pin_hash=hash_pin("4321")))
+    qtbot.addWidget(dialog)
+    dialog.pin.setText("4321")
+    dialog.accept()
+    dialog.elevated.setValue(36.0)
+    dialog.fever.setValue(36.1)
+    dialog.accept()
+    assert dialog.result() != dialog.DialogCode.Accepted
+    assert dialog.error.text() == "settings: elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 36"
+
+
+# ------------------------------------------------------------------ retention keys (issue 13, station/retention.py)
+def test_retention_out_of_bounds_is_a_config_error_naming_the_key(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("retention_images_days = 0.0\n")
+    with pytest.raises(StationError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: retention_images_days: ")
+    with pytest.raises(StationError) as info:  # building the policy from settings made in code says the same
+        StationConfig(retention_images_days=0.0).retention_policy()
+    assert str(info.value).startswith("settings: retention_images_days: ") and "\n" not in str(info.value)
+
+
+def test_a_station_error_from_the_retention_policy_is_said_as_a_config_error(tmp_path, monkeypatch):
+    """RetentionPolicy may refuse with its own StationError (a minimum): the config names the file's key."""
+    import station.config as config_module
+
+    class Strict:
+        def __init__(self, images_days, records_days):
+            if records_days < 30:
+                raise StationError(f"records_days: expected at least 30 days, got {records_days:g}")
+
+    monkeypatch.setattr(config_module, "RetentionPolicy", Strict)
+    path = tmp_path / "config.toml"
+    path.write_text("retention_images_days = 1.0\nretention_records_days = 2.0\n")
+    with pytest.raises(StationError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: retention_records_days: expected at least 30 days, got 2"

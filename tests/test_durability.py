@@ -176,3 +176,147 @@ def test_a_wrong_log_path_is_still_bad_input(tmp_path):
     (tmp_path / "junk.db").write_text("not a database at all, just text " * 50)
     with pytest.raises(StationError, match="not an SQLite database"):
         GuardedLog(lambda: EventStore(tmp_path / "junk.db"))
+
+
+# ------------------------------------------------------------------------------- issue 13: faults, signals, exit codes
+def _start(db: Path, stderr: Path) -> subprocess.Popen:
+    """``station run`` on the demo recording, headless and fast, logging to ``db``; standard error to a file."""
+    command = [sys.executable, "-m", "station.cli", "run", "--recording", str(DEMO_RECORDING), "--headless",
+               "--fast", "--db", str(db)]
+    with stderr.open("w") as err:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+
+
+def _read_until(process: subprocess.Popen, decisions: int, then: signal.Signals) -> list[dict]:
+    """Every line printed, in order; ``then`` is sent once ``decisions`` screenings were printed.
+
+    After SIGKILL nothing more is read; after any other signal the rest of the output is read to its end.
+    """
+    printed: list[dict] = []
+    sent = False
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            printed.append(json.loads(line))
+            if not sent and sum(p["type"] == "screening" for p in printed) == decisions:
+                process.send_signal(then)
+                sent = True
+                if then == signal.SIGKILL:
+                    break
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert sent, f"the run ended after {len(printed)} lines, before {decisions} decisions"
+    return printed
+
+
+@pytest.fixture
+def locked_log(tmp_path):
+    """An existing log whose write lock another process holds (``BEGIN EXCLUSIVE``), and its release."""
+    from station.store import EventStore
+
+    db = tmp_path / "station.db"
+    EventStore(db).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    released: list[bool] = []
+
+    def release() -> None:
+        if not released:
+            other.execute("COMMIT")
+            other.close()
+            released.append(True)
+
+    yield db, release
+    release()
+
+
+def _logged(db: Path) -> tuple[list[tuple], list[tuple]]:
+    conn = sqlite3.connect(db)
+    try:
+        screenings = [(r[0], round(r[1], 4), r[2]) for r in
+                      conn.execute("SELECT track_id, t_decided, level FROM screenings ORDER BY id")]
+        events = [(r[0], round(r[1], 4), r[2]) for r in
+                  conn.execute("SELECT kind, t, detail FROM system_events ORDER BY id")]
+    finally:
+        conn.close()
+    return screenings, events
+
+
+def _audit_verify(db: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "station.cli", "audit", "verify", "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_station_killed_during_a_storage_fault_keeps_every_decision_it_printed(tmp_path, locked_log, face_model):
+    from station.guarded_log import spill_path_for
+    from station.headless import open_log
+
+    db, release = locked_log
+    printed = _read_until(_start(db, tmp_path / "stderr.txt"), 5, signal.SIGKILL)  # no handler, no flush, no close
+    decisions = [(p["track_id"], p["t_decided"], p["level"]) for p in printed if p["type"] == "screening"]
+    system = [(p["kind"], p["t"], p["detail"]) for p in printed if p["type"] == "system"]
+    assert len(decisions) == 5 and "fever" in [d[2] for d in decisions]
+    assert "storage_fault" in [s[0] for s in system]  # all five were decided while the log was locked
+    assert _logged(db) == ([], [])
+    release()
+    assert spill_path_for(db).is_file()
+
+    open_log(db).close()  # what the next start does first
+    assert not spill_path_for(db).exists()
+    screenings, events = _logged(db)
+    assert screenings[:5] == decisions  # every decision printed, in order (and any held after the last print)
+    assert all(s in events for s in system)
+    assert [e[0] for e in events[:2]] == ["storage_fault", "started"] and events[-1][0] == "storage_recovered"
+    conn = sqlite3.connect(db)
+    try:
+        fever_snapshots = conn.execute("SELECT COUNT(*) FROM snapshots WHERE screening_id = (SELECT id FROM "
+                                       "screenings WHERE level = 'fever' ORDER BY id LIMIT 1)").fetchone()[0]
+    finally:
+        conn.close()
+    assert fever_snapshots == 2  # the alarm's face crops were held too
+    verified = _audit_verify(db)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, face_model, stop):
+    db = tmp_path / "station.db"
+    process = _start(db, tmp_path / "stderr.txt")
+    printed = _read_until(process, 2, stop)
+    assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()
+    assert printed[-1]["type"] == "system" and printed[-1]["kind"] == "stopped"
+    screenings, events = _logged(db)
+    assert events[-1][0] == "stopped"
+    assert screenings == [(p["track_id"], p["t_decided"], p["level"]) for p in printed if p["type"] == "screening"]
+    assert _audit_verify(db).returncode == 0
+
+
+def test_a_run_whose_rows_wait_in_the_spill_exits_4_and_says_where_they_are(tmp_path, locked_log, face_model):
+    from station.guarded_log import spill_path_for
+    from station.headless import open_log
+
+    db, release = locked_log
+    process = _start(db, tmp_path / "stderr.txt")
+    printed = _read_until(process, 2, signal.SIGINT)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 4, stderr
+    held = sum(p["type"] == "screening" for p in printed)
+    assert f"held in {spill_path_for(db)} until the log can be written" in stderr
+    release()
+    open_log(db).close()
+    assert len(_logged(db)[0]) == held
+
+
+def test_a_run_that_could_log_nothing_exits_5(tmp_path, face_model):
+    folder = tmp_path / "log"
+    folder.mkdir(mode=0o700)
+    undo = _read_only_directory(folder)  # neither the log nor its spill can be written
+    try:
+        process = _start(folder / "station.db", tmp_path / "stderr.txt")
+        _read_until(process, 2, signal.SIGINT)
+    finally:
+        undo()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 5, stderr
+    assert "rows NOT logged" in stderr and "cannot hold rows" in stderr

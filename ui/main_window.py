@@ -394,7 +394,7 @@ class MainWindow(QMainWindow):
         if self.station is not None and self.station.calibration_expired:
             problems.append("CALIBRATION EXPIRED")
         if self.storage_fault:
-            problems.append("STORAGE FAULT: decisions are kept in memory until the log can be written")
+            problems.append("STORAGE FAULT: decisions are held in the spill file beside the log until the log can be written")
         self.system_strip.setText(" · ".join(problems))
         self.system_strip.setVisible(bool(problems))
 
