@@ -3,6 +3,11 @@
 The engine purges by itself at start-up and daily (:class:`~station.retention.RetentionSchedule`); this
 command is for a technician who wants to see what goes before it goes, or to purge a copied log. The
 numbers default to the station's settings, so a dry run shows what the station itself would do.
+
+The numbers are bounded by :class:`~station.retention.RetentionPolicy` (whole days, images at least 1,
+records at least 30 and at least the images'), whether they come from the settings or the options,
+and a dry run is refused on the same terms as a purge: it shows only what a purge could do. A dry run
+opens the log read-only (:meth:`~station.store.EventStore.open_read_only`): looking changes no byte.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ from station.errors import StationError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _DAYS = click.FloatRange(min=0, min_open=True, max=36_500)
+
+
+def _now() -> datetime:
+    """The wall clock the purge's cutoffs are taken from (tests replace it)."""
+    return datetime.now(UTC)
 
 
 def _span(oldest: str | None, newest: str | None) -> str:
@@ -48,10 +58,10 @@ def describe_plan(plan, *, list_files: bool) -> list[str]:
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Event store (default: the station's).")
-@click.option("--images-days", type=_DAYS, metavar="N", help="Delete alarm images older than N days "
-              "(default: the settings' retention_images_days, 7).")
-@click.option("--records-days", type=_DAYS, metavar="N", help="Delete records older than N days "
-              "(default: the settings' retention_records_days, 365).")
+@click.option("--images-days", type=_DAYS, metavar="N", help="Delete alarm images older than N whole days, "
+              "at least 1 (default: the settings' retention_images_days, 7).")
+@click.option("--records-days", type=_DAYS, metavar="N", help="Delete records older than N whole days, "
+              "at least 30 and at least --images-days (default: the settings' retention_records_days, 365).")
 def purge(dry_run: bool, db: Path | None, images_days: float | None, records_days: float | None) -> None:
     """Delete alarm images and records past the retention period, and log that it happened.
 
@@ -88,9 +98,10 @@ def _purge(dry_run: bool, db: Path | None, images_days: float | None, records_da
         raise StationError(f"{path}: no such event store (give --db FILE)")
     snapshots_dir = snapshots_dir_for(path)
     # Never create the images directory just to look into it (a dry run changes nothing).
-    store = EventStore(path, snapshots_dir=snapshots_dir if snapshots_dir.is_dir() else None)
+    images = snapshots_dir if snapshots_dir.is_dir() else None
+    store = EventStore.open_read_only(path, snapshots_dir=images) if dry_run else EventStore(path, snapshots_dir=images)
     try:
-        now = datetime.now(UTC)
+        now = _now()
         plan = plan_purge(store, now, policy)
         if dry_run:
             click.echo(f"dry run: nothing was deleted from {path}")

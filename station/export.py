@@ -6,6 +6,15 @@ no track ids (they would let someone link two passes in front of the camera); sc
 row numbers that join acknowledgements to their alarm. ``include_images`` (behind the auditor PIN, and
 itself recorded) adds the alarm snapshots, copied beside the export with their sha256.
 
+An export with images hands someone a face as evidence of an alarm, so it is only made when every
+image it would carry is the one the log recorded: before anything is written, the snapshots of the
+exported screenings are checked against their screenings' chained rows and their files hashed
+(:meth:`~station.store.EventStore.verify_snapshots`); a swapped, missing or unrecorded image refuses
+the whole export (:class:`SnapshotsAltered`, which ``station export`` reports like ``audit verify``
+reports an altered log). Each file is hashed again as it is copied, from the very bytes written, so
+no file is ever exported under a sha256 it does not have. Images retention purged on purpose are
+listed as such (``purged_by_retention``), with the sha256 the log keeps, and no file.
+
 Every export is logged in the store's chained ``exports`` table: who, when, the filters, the format,
 the row count, whether images went, and the sha256 of the file written, with the log's chain heads at
 that moment.
@@ -13,25 +22,49 @@ that moment.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from station.chain import recorded_snapshots
 from station.errors import StationError
 from station.model_setup import sha256_file
 from station.store import EventStore, utc_iso
 
 FORMATS = ("csv", "json", "html")
-#: Columns an export leaves out unless images are included: they could link visits or show faces.
-IDENTIFYING = ("track_id",)
+#: Columns an export leaves out unless images are included: they could link visits, or stand for faces
+#: (the sha256 of an alarm's face crops identifies the crops to whoever holds them).
+IDENTIFYING = ("track_id", "snapshot_sha256")
 BATCH = 5000
+
+
+class SnapshotsAltered(StationError):
+    """An export with images was refused: a snapshot is not the image the log recorded (or is gone)."""
+
+
+def check_out_path(out: Path) -> None:
+    """Refuse, in one line, an export path whose directory is missing or is not a directory at all.
+
+    ``afile/e.csv`` where ``afile`` is a file must say so, not that a directory "does not exist":
+    the auditor would go looking for the wrong fault.
+    """
+    parent = out.parent
+    if parent.is_dir():
+        return
+    existing = parent
+    while not existing.exists() and existing != existing.parent:  # exists() is False under a file, too
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise StationError(f"{out}: {existing} is not a directory")
+    raise StationError(f"{out}: directory {parent} does not exist")
 
 
 @dataclass(frozen=True)
@@ -140,8 +173,7 @@ def export(
         raise StationError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if not operator.strip():
         raise StationError("an export must name who makes it (--operator NAME)")
-    if not out.parent.is_dir():
-        raise StationError(f"{out}: directory {out.parent} does not exist")
+    check_out_path(out)
     tick = progress or (lambda _n: None)
     rows = select_screenings(store, filt)
     ids = [int(r["id"]) for r in rows]
@@ -151,12 +183,19 @@ def export(
     events = _events_in(store, filt)
     images: list[Path] = []
     if include_images:
+        _check_images(store, ids)  # before anything is written: a refused export leaves no trace on disk
         snapshots = _related(store, "snapshots", ids)
         rows_by_id = {int(r["id"]): r for r in rows}
         images = _copy_images(store, snapshots, out)
         for snap in snapshots:
             rows_by_id[int(snap["screening_id"])].setdefault("images", []).append(
                 {"kind": snap["kind"], "file": f"{out.name}.images/{snap['path']}", "sha256": snap["sha256"]})
+        horizon = store.images_horizon()
+        for row in rows:
+            kept = {i["kind"] for i in row.get("images", [])}
+            for kind, digest in sorted((recorded_snapshots(row) or {}).items()):
+                if kind not in kept and horizon is not None and str(row["wall_time"]) < horizon:
+                    row.setdefault("images", []).append({"kind": kind, "sha256": digest, "purged_by_retention": True})
         if fmt == "csv":
             for row in rows:
                 row["images"] = json.dumps(row.get("images", []))
@@ -223,19 +262,49 @@ def _html(filt: ExportFilter, rows, acks, events, station: str, elevated_c: floa
     return render_report(data)
 
 
-def _copy_images(store: EventStore, snapshots: Iterable[dict[str, Any]], out: Path) -> list[Path]:
+def _check_images(store: EventStore, ids: list[int]) -> None:
+    """Refuse the export unless every snapshot of these screenings is the image the log recorded."""
     if store.snapshots_dir is None:
-        return []
+        raise StationError(f"event store {store.path}: opened without its snapshots directory: cannot export images")
+    audit = store.verify_snapshots(ids)
+    if audit.breaks:
+        more = f" (and {len(audit.breaks) - 1} more)" if len(audit.breaks) > 1 else ""
+        raise SnapshotsAltered(f"{audit.breaks[0]}{more}; nothing was exported: keep the log and its snapshots as "
+                               "they are and run `station audit verify`")
+
+
+def _copy_images(store: EventStore, snapshots: Iterable[dict[str, Any]], out: Path) -> list[Path]:
+    """Copy the checked snapshots beside the export, each hashed from the bytes written.
+
+    :func:`_check_images` has already compared every file with the log; hashing the bytes actually
+    copied closes the gap between that check and the copy, so a file replaced in between is refused
+    too (and what this export had copied is removed) rather than exported under the recorded sha256.
+    """
+    assert store.snapshots_dir is not None  # _check_images refused otherwise
     folder = out.with_name(f"{out.name}.images")
+    created = not folder.exists()
     folder.mkdir(mode=0o700, exist_ok=True)
-    copied = []
-    for snap in snapshots:
-        source = store.snapshots_dir / snap["path"]
-        if source.is_file():
+    copied: list[Path] = []
+    try:
+        for snap in snapshots:
+            source = store.snapshots_dir / snap["path"]
+            data = source.read_bytes()
+            if hashlib.sha256(data).hexdigest() != snap["sha256"]:
+                raise SnapshotsAltered(f"snapshots row {snap['id']}: its file {snap['path']} changed while it was "
+                                       "being exported; nothing was exported: run `station audit verify`")
             target = folder / snap["path"]
-            shutil.copyfile(source, target)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             target.chmod(0o600)
             copied.append(target)
+    except (OSError, SnapshotsAltered) as exc:
+        for path in copied:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, SnapshotsAltered):
+            raise
+        raise StationError(f"{out}: cannot copy the snapshots ({exc.strerror or exc})") from None
     return copied
-
-

@@ -6,6 +6,27 @@ for a guard's follow-up and a weekly audit); the rows that say what happened go 
 (``records_days``, default 365: a year of evidence for the auditors). The two numbers live in the
 station's settings (``retention_images_days``, ``retention_records_days``).
 
+How short retention may be
+--------------------------
+Both are whole days, and each has a floor (:data:`MIN_IMAGES_DAYS`, :data:`MIN_RECORDS_DAYS`), because
+a retention so short that it erases what the station exists to keep is not retention but deletion:
+``retention_images_days = 0.00001`` once made the start-up purge delete the whole log, fever alarms
+included, and the audit pass.
+
+* **Whole days**, because retention runs at start-up and then every 24 hours (:data:`INTERVAL`): a
+  fraction of a day cannot be honoured as written, only as "at the next daily run" or, at start-up,
+  as "now".
+* **Images at least 1 day**: the snapshot is how the guard on duty, and the one on the next shift,
+  check who an alarm was about (the window reopens unacknowledged alarms after a restart). A day
+  covers the shift that saw the alarm and the one after it; 0 would purge an alarm before anyone saw it.
+* **Records at least 30 days, and at least as long as the images**: the station's calibration is
+  valid for 30 days (older, screening pauses), so 30 days of records are the least that lets an audit
+  tie every kept decision to the calibration and blackbody verifications logged around it, and a
+  monthly audit find the month it is auditing. A snapshot may never outlive its screening row.
+
+The floors are also checked by ``audit verify`` on every purge the log records
+(:mod:`station.chain`), so a purge that claims a shorter retention than any policy allows is a break.
+
 What goes, and why only that:
 
 * **Snapshots** (rows and PNG files) of screenings older than ``images_days``. Their screening rows stay:
@@ -22,7 +43,10 @@ What goes, and why only that:
   the data was handled lawfully, and it holds nothing about a screened person.
 
 Every purge, even one that found nothing, is logged as one ``retention_purge`` system event with the
-counts and cutoffs (never temperatures or images), so an auditor can see that retention ran.
+counts and cutoffs (never temperatures or images), so an auditor can see that retention ran. The
+deletions, the anchors, the ``retention_log`` row that records them and that event are one transaction
+(:meth:`~station.store.EventStore.apply_retention`): an anchor is only ever written with the purge
+event that vouches for it, and images purged on purpose are told apart from images deleted by hand.
 
 :func:`plan_purge` only reads, so ``station purge --dry-run`` shows exactly what :func:`apply_purge`
 would delete. The decisions themselves are small pure functions (:func:`consistent_prefixes`,
@@ -31,15 +55,16 @@ would delete. The decisions themselves are small pure functions (:func:`consiste
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from station.chain import MIN_IMAGES_DAYS, MIN_RECORDS_DAYS
 from station.errors import StationError
 from station.types import SystemEvent
 
@@ -59,15 +84,19 @@ _SNAPSHOT_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-(\d+)-(visible|thermal)\.pn
 def check_retention_days(images_days: Any, records_days: Any, *, prefix: str = "") -> None:
     """Raise a one-line ValueError naming the first bad key (``{prefix}images_days`` or ``{prefix}records_days``).
 
-    Both must be more than 0 days (0 would purge an alarm before the guard has seen it) and finite, and
-    images may not outlive the records they belong to: a snapshot without its screening row would be
-    a face with no reason to be kept.
+    Both are whole days from their floor to :data:`MAX_DAYS` (why these floors: the module notes),
+    and images may not outlive the records they belong to: a snapshot without its screening row would
+    be a face with no reason to be kept. ``7.0`` is accepted as 7 days (TOML floats); ``0.5`` is not.
     """
+    floors = {"images_days": (MIN_IMAGES_DAYS, "images are kept at least a day, so guards can review the alarm"),
+              "records_days": (MIN_RECORDS_DAYS, "records are kept at least one 30-day calibration period")}
     for key, value in (("images_days", images_days), ("records_days", records_days)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{prefix}{key}: expected a number of days, got {value!r}")
-        if not (0 < value <= MAX_DAYS):  # NaN fails this too
-            raise ValueError(f"{prefix}{key}: expected more than 0 and at most {MAX_DAYS:g} days, got {value!r}")
+        floor, why = floors[key]
+        if not (math.isfinite(value) and value == int(value) and floor <= value <= MAX_DAYS):
+            raise ValueError(f"{prefix}{key}: expected whole days from {floor} to {MAX_DAYS:g} ({why}), "
+                             f"got {value!r}")
     if images_days > records_days:
         raise ValueError(f"{prefix}images_days: expected at most {prefix}records_days ({records_days:g}), "
                          f"got {images_days:g}: images cannot outlive their records")
@@ -75,7 +104,11 @@ def check_retention_days(images_days: Any, records_days: Any, *, prefix: str = "
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """How long images and records are kept, in days (fractions allowed); validated on creation."""
+    """How long images and records are kept, in whole days; validated on creation.
+
+    Every path that purges builds one (the settings, ``station purge``, the engine's schedule), so the
+    bounds of :func:`check_retention_days` hold wherever a purge can start.
+    """
 
     images_days: float = 7.0
     records_days: float = 365.0
@@ -287,42 +320,52 @@ def _unlink(paths: Iterable[Path]) -> tuple[int, int, int]:
     return deleted, missing, failed
 
 
-def purge_detail(plan: PurgePlan, counts: dict[str, int]) -> str:
-    """The event's detail: compact JSON of the policy, the cutoffs and the counts; nothing about a person.
+def purge_detail(plan: PurgePlan, counts: dict[str, int]) -> dict[str, Any]:
+    """The event's detail: the policy, the cutoffs and the counts; nothing about a person.
 
-    ``through`` is the last id deleted from each chain (0: none). The chained system events then pin
-    every anchor retention set, so an auditor can tell a legitimate anchor from one written by hand.
+    ``through`` is the last id planned for deletion from each chain (0: none). The store adds
+    ``retention_log``, the hash-chained record of the anchors this purge set, which is what lets an
+    auditor tell a legitimate anchor from one written by hand (:mod:`station.chain`).
     """
     from station.store import utc_iso
 
-    detail = {"images_days": plan.policy.images_days, "records_days": plan.policy.records_days,
-              "images_cutoff": utc_iso(plan.images_cutoff), "records_cutoff": utc_iso(plan.records_cutoff),
-              "through": {p.table: p.through_id for p in plan.prefixes}, **counts}
-    return json.dumps(detail, sort_keys=True, separators=(",", ":"))
+    return {"images_days": plan.policy.images_days, "records_days": plan.policy.records_days,
+            "images_cutoff": utc_iso(plan.images_cutoff), "records_cutoff": utc_iso(plan.records_cutoff),
+            "through": {p.table: p.through_id for p in plan.prefixes}, **counts}
 
 
 def apply_purge(store: EventStore, plan: PurgePlan, now: datetime, *, t: float = 0.0) -> PurgeResult:
-    """Delete what ``plan`` lists, in the order the foreign keys and chains need, and log it.
+    """Delete what ``plan`` lists and log it in one transaction, then delete the files.
 
-    Snapshot rows, then their files (see :meth:`EventStore.delete_snapshots`), then orphaned files,
-    then the prefixes: acknowledgements, screenings (their snapshots are gone by now), system events;
-    each prefix through :meth:`EventStore.purge_prefix`, which anchors the chain. Last, one
-    ``retention_purge`` system event at ``now`` (``t``: the station's timeline, 0 from the command line).
+    The snapshot rows, the prefixes (acknowledgements, screenings, system events), the anchors, the
+    ``retention_log`` row and the ``retention_purge`` event at ``now`` (``t``: the station's timeline,
+    0 from the command line) are committed together by :meth:`EventStore.apply_retention`: a fault
+    part-way changes nothing, and the next run does the job. Only then are the snapshot files and the
+    orphaned files unlinked (rows before files, see :meth:`EventStore.delete_snapshots`).
 
-    Each step is its own transaction: a fault part-way leaves a consistent, verifiable log with less
-    deleted, and the next run finishes the job.
+    The event counts ``files_deleted`` as the files there to delete when the rows went and
+    ``files_missing`` as those already gone; a file that then cannot be deleted (permissions) is
+    counted in the result for the command to report, and the next purge finds it as an orphan and
+    logs it there.
     """
-    files = store.delete_snapshots([s.id for s in plan.snapshots])
-    deleted, missing, failed = _unlink(files)
-    missing += len(plan.snapshots) - len(files)  # no images directory: nothing to delete on disk
+    present = sum(1 for s in plan.snapshots if s.file is not None and s.file.is_file())
+    orphans_present = sum(1 for path in plan.orphan_files if path.is_file())
+
+    def detail(counts: Mapping[str, int]) -> dict[str, Any]:
+        return purge_detail(plan, {**counts, "files_deleted": present, "files_missing": len(plan.snapshots) - present,
+                                   "orphans_deleted": orphans_present})
+
+    written = store.apply_retention(
+        snapshot_ids=[s.id for s in plan.snapshots],
+        throughs={p.table: p.through_id for p in plan.prefixes if p.count},
+        images_cutoff=plan.images_cutoff, records_cutoff=plan.records_cutoff, wall_time=now, t=t, detail=detail)
+    deleted, missing, failed = _unlink(written.files)
+    missing += len(plan.snapshots) - len(written.files)  # no images directory: nothing to delete on disk
     orphans, _, orphan_failed = _unlink(plan.orphan_files)
-    purged = {p.table: store.purge_prefix(p.table, p.through_id) if p.count else 0 for p in plan.prefixes}
-    counts = {"snapshot_rows": len(plan.snapshots), "files_deleted": deleted, "files_missing": missing,
-              "files_failed": failed + orphan_failed, "orphans_deleted": orphans, **purged}
-    event = SystemEvent(EVENT_KIND, float(t), purge_detail(plan, counts))
-    event_id = store.record_system_event(event, wall_time=now)
-    return PurgeResult(counts["snapshot_rows"], deleted, missing, counts["files_failed"], orphans,
-                       purged["screenings"], purged["acknowledgements"], purged["system_events"], event, event_id)
+    counts = written.counts
+    return PurgeResult(counts["snapshot_rows"], deleted, missing, failed + orphan_failed, orphans,
+                       counts["screenings"], counts["acknowledgements"], counts["system_events"], written.event,
+                       written.event_id)
 
 
 # ---------------------------------------------------------------------- schedule

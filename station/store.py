@@ -18,11 +18,17 @@ Why it looks as it does:
   check who the alarm was about), in a directory only the station's user can read.
 * **One-line faults.** Anything wrong with the file (missing directory, not SQLite, read-only, newer
   schema) is a :class:`~station.errors.StationError` naming the file.
+* **Audits change no byte.** :meth:`EventStore.open_read_only` is how the auditors' checks open the
+  log: a read-only connection (``mode=ro``; ``immutable=1`` for a WAL file with no ``-wal`` beside it,
+  so SQLite creates no ``-wal``/``-shm`` next to the evidence), no WAL switch, no migration on disk (a
+  log from an older station is copied into memory and upgraded there), and every write refused.
 
 Snapshot files
 --------------
 ``<wall time>-<screening id>-<kind>.png`` in ``snapshots_dir`` (mode 0700, files 0600), with the
-file's sha256 in the ``snapshots`` table so an audit can tell a file was not altered. ``visible`` is the
+file's sha256 in the ``snapshots`` table and, since ``m005``, in the screening's own chained row
+(``snapshot_sha256``), so an audit can tell a file was not altered and a row was not deleted
+(:meth:`EventStore.verify_snapshots`, :func:`station.chain.check_screening_snapshots`). ``visible`` is the
 BGR crop as an 8-bit PNG. ``thermal`` is a 16-bit greyscale PNG of centikelvin (``°C = v / 100 -
 273.15``, 0 where there was no reading): exact to 0.01 K, finer than any microbolometer's NETD; the same
 unit as Lepton TLinear and the recording format; opens in any image viewer an auditor has; one file
@@ -37,9 +43,11 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,7 +57,20 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 
 from station.alarm import ALARM_LEVELS, check_action
-from station.chain import CHAINED_TABLES, GENESIS, ChainBreak, row_hash, verify_chain
+from station.chain import (
+    CHAINED_TABLES,
+    GENESIS,
+    MIN_RECORDS_DAYS,
+    PURGEABLE_TABLES,
+    VOUCHING_KINDS,
+    ChainBreak,
+    check_screening_snapshots,
+    log_anchors,
+    row_hash,
+    snapshot_name,
+    verify_chain,
+    verify_retention,
+)
 from station.errors import StationError, StorageUnavailable
 from station.types import LEVELS, ScreeningDecision, SystemEvent
 
@@ -171,7 +192,97 @@ def m004_site(db: Database) -> None:
     db["screenings"].add_column("site", str)
 
 
+@MIGRATIONS()
+def m005_evidence(db: Database) -> None:
+    """Alarm snapshots recorded in their screening's chained row; the retention log that vouches for anchors.
+
+    ``screenings.snapshot_sha256`` is null in older rows, so their hashes stay as written
+    (:func:`station.chain.canonical` leaves nulls out). ``retention_log`` is the chain of anchors (see
+    :mod:`station.chain`). Anchors an older station's retention set are adopted as they are, in a first
+    ``adopted`` row vouched for by a ``retention_log_adopted`` system event: what was done to them before
+    this upgrade cannot be known, and the event says when protection began.
+    """
+    db["screenings"].add_column("snapshot_sha256", str)
+    db["retention_log"].create(
+        {
+            "id": int,
+            "kind": str,  # "purge", or "adopted" for the anchors found at this upgrade
+            "wall_time": str,  # when the purge ran
+            "images_cutoff": str,  # snapshots of screenings before this went (null: no images purged)
+            "records_cutoff": str,  # records before this went (as far as the chains allowed)
+            "images_horizon": str,  # the latest images cutoff of any purge so far: older images may be gone
+            "anchors": str,  # JSON {table: [last id, its row_hash, its wall_time]}: every anchor after it
+            "prev_hash": str,
+            "row_hash": str,
+        },
+        pk="id",
+        not_null={"kind", "wall_time", "anchors"},
+    )
+    found = list(db.query("SELECT * FROM chain_anchors ORDER BY table_name"))
+    if not found:
+        return
+    now = utc_iso(datetime.now(UTC))
+    anchors = {r["table_name"]: [int(r["last_id"]), str(r["last_hash"]), None] for r in found}
+    log_id, log_hash = _append_chained(db, "retention_log", {
+        "kind": "adopted", "wall_time": now, "anchors": _compact(anchors)})
+    _append_chained(db, "system_events", {
+        "kind": "retention_log_adopted", "t": 0.0, "wall_time": now,
+        "detail": _compact({"retention_log": [log_id, log_hash], "through": {t: a[0] for t, a in anchors.items()}}),
+    })
+
+
 # ---------------------------------------------------------------------- helpers
+def _compact(value: Any) -> str:
+    """JSON as the log keeps it in text columns: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _append_chained(db: Database, table: str, row: Mapping[str, Any]) -> tuple[int, str]:
+    """Insert a row after the table's last one (or its anchor), with its id and hashes; ``(id, row_hash)``.
+
+    The caller holds the write transaction, so nothing can be inserted between the read and the insert.
+    """
+    last = db.execute(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
+    if last is None:
+        anchor = db.execute("SELECT last_id, last_hash FROM chain_anchors WHERE table_name = ?", [table]).fetchone()
+        last = anchor if anchor is not None else (0, GENESIS)
+    full = {"id": int(last[0]) + 1, **row}
+    full["prev_hash"] = str(last[1])
+    full["row_hash"] = row_hash(full["prev_hash"], full)
+    db[table].insert(full)
+    return int(full["id"]), str(full["row_hash"])
+
+
+def _read_only_uri(path: Path) -> str:
+    """The SQLite URI that reads ``path`` without writing a byte beside it or in it.
+
+    ``mode=ro`` is enough for a rollback-journal file. A WAL file needs its ``-shm`` index: read with
+    ``mode=ro`` while nobody has it open, SQLite would create ``-wal`` and ``-shm`` beside the evidence
+    and, being read-only, leave them there. When there is no ``-wal`` file, every committed row is in
+    the main file, so ``immutable=1`` reads it as it is. With a ``-wal`` present (the station is
+    running, or stopped without a checkpoint) its rows count, so it is read through ``mode=ro``.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(20)
+    wal = len(header) == 20 and header[18] == 2 and header[19] == 2  # file format versions: 2 is WAL
+    quoted = urllib.parse.quote(str(path.resolve()))
+    if wal and not Path(f"{path}-wal").exists():
+        return f"file:{quoted}?mode=ro&immutable=1"
+    return f"file:{quoted}?mode=ro"
+
+
+def _sha256_file(path: Path) -> str | None:
+    """The file's sha256, or None when it is not there (or not a file)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return digest.hexdigest()
+
+
 def utc_iso(moment: datetime) -> str:
     """``2026-11-23T10:00:00.123Z``: fixed width, so comparing the text compares the times."""
     if moment.tzinfo is None:
@@ -250,6 +361,28 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------------- audit results
+@dataclass
+class SnapshotAudit:
+    """What :meth:`EventStore.verify_snapshots` found: the breaks, and what it checked."""
+
+    breaks: list[ChainBreak] = field(default_factory=list)
+    rows: int = 0  # snapshot rows checked
+    files: int = 0  # files hashed and found as the log says
+    purged: int = 0  # recorded images absent because retention purged them
+
+
+@dataclass(frozen=True)
+class RetentionWrite:
+    """What :meth:`EventStore.apply_retention` committed; ``files`` are for the caller to unlink now."""
+
+    files: list[Path]
+    counts: dict[str, int]
+    event: SystemEvent
+    event_id: int
+    log_id: int
+
+
 # ---------------------------------------------------------------------- the store
 class EventStore:
     """The station's log. Open it on the thread that will use it (SQLite connections stay put).
@@ -262,7 +395,14 @@ class EventStore:
         Where alarm snapshots go (created mode 0700). ``None``: this station keeps no images at all.
     clock
         Wall-clock source for ``wall_time``; tests pass a fixed one.
+
+    Auditors open the log with :meth:`open_read_only` instead.
     """
+
+    #: True when opened by :meth:`open_read_only`: every write is refused.
+    read_only: bool = False
+    #: Migrations a read-only store applied to its in-memory copy (the file predates them).
+    upgraded_in_memory: tuple[str, ...] = ()
 
     def __init__(
         self, path: Path, *, snapshots_dir: Path | None = None, clock: Callable[[], datetime] = _now
@@ -283,6 +423,67 @@ class EventStore:
             raise
         if self.snapshots_dir is not None:
             self._prepare_snapshots_dir(self.snapshots_dir)
+
+    @classmethod
+    def open_read_only(
+        cls, path: Path, *, snapshots_dir: Path | None = None, clock: Callable[[], datetime] = _now
+    ) -> EventStore:
+        """Open a log for reading only, changing no byte of it and creating nothing beside it.
+
+        An audit must be possible on the evidence as it was handed over: a read-only copy, a file on
+        write-protected media, a log in rollback-journal mode (which opening for writing would switch
+        to WAL). So the file is opened through :func:`_read_only_uri`, ``PRAGMA query_only`` is set, and
+        :meth:`_transaction` refuses every write. A log written by an older station is copied into
+        memory and migrated there (``upgraded_in_memory`` names the steps), so it is audited as the
+        station would see it after an upgrade while the file stays as it is. ``snapshots_dir`` is only
+        read: it is neither created nor checked for its mode.
+
+        Raises
+        ------
+        StationError
+            The file is missing, is not SQLite, or was written by a newer station; one line naming it.
+        """
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store.snapshots_dir = None if snapshots_dir is None else Path(snapshots_dir)
+        store._clock = clock
+        store._db = None
+        store.read_only = True
+        if not store.path.is_file():
+            raise StationError(f"event store {store.path}: no such file")
+        try:
+            conn = sqlite3.connect(_read_only_uri(store.path), uri=True)
+            store._db = Database(conn, execute_plugins=False)
+            store.db.execute("PRAGMA query_only = ON")
+            store._check_known_migrations()
+            pending = MIGRATIONS.pending(store.db)
+            if pending:
+                memory = sqlite3.connect(":memory:")
+                conn.backup(memory)
+                conn.close()
+                store._db = Database(memory, execute_plugins=False)
+                MIGRATIONS.apply(store.db)
+                store.db.execute("PRAGMA query_only = ON")
+                store.upgraded_in_memory = tuple(m.name for m in pending)
+        except (sqlite3.Error, OSError) as exc:
+            store.close()
+            text = store._describe(exc) if isinstance(exc, sqlite3.Error) else _one_line(exc)
+            raise StationError(f"event store {store.path}: {text}") from exc
+        except StationError:
+            store.close()
+            raise
+        return store
+
+    def _check_known_migrations(self) -> None:
+        """Refuse a log that has migrations this code does not know: a newer station wrote it."""
+        # Everything registered is pending on an empty database: the public way to list the set.
+        known = {m.name for m in MIGRATIONS.pending(Database(memory=True, execute_plugins=False))}
+        unknown = [m.name for m in MIGRATIONS.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StationError(
+                f"event store {self.path}: written by a newer station (unknown migration {unknown[0]}); "
+                "upgrade the station to open it"
+            )
 
     # ------------------------------------------------------------------ opening
     def _create_file(self) -> None:
@@ -309,14 +510,7 @@ class EventStore:
         # keep screening, and a longer lock is a storage fault the guarded log rides out.
         db.execute("PRAGMA busy_timeout = 300")
         self._probe_writable()
-        # Everything registered is pending on an empty database: the public way to list the set.
-        known = {m.name for m in MIGRATIONS.pending(Database(memory=True, execute_plugins=False))}
-        unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
-        if unknown:
-            raise StationError(
-                f"event store {self.path}: written by a newer station (unknown migration {unknown[0]}); "
-                "upgrade the station to open it"
-            )
+        self._check_known_migrations()
         MIGRATIONS.apply(db)
 
     def _probe_writable(self) -> None:
@@ -378,7 +572,10 @@ class EventStore:
         Chained rows read the table's last hash and insert after it: with a deferred ``BEGIN`` a second
         connection (the window's, logging an acknowledgement) could commit in between, and two rows
         would claim the same predecessor. Taking the lock up front makes read-then-insert atomic.
+        A store opened by :meth:`open_read_only` refuses here, before SQLite is asked.
         """
+        if self.read_only:
+            raise StationError(f"event store {self.path}: opened read-only for an audit: nothing can be written")
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -392,16 +589,7 @@ class EventStore:
 
     def _insert_chained(self, db: Database, table: str, row: dict[str, Any]) -> int:
         """Insert a row after the table's last one, with its id and hashes; return the id."""
-        last = db.execute(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
-        if last is None:
-            anchor = db.execute("SELECT last_id, last_hash FROM chain_anchors WHERE table_name = ?",
-                                [table]).fetchone()
-            last = anchor if anchor is not None else (0, GENESIS)
-        full = {"id": int(last[0]) + 1, **row}
-        full["prev_hash"] = str(last[1])
-        full["row_hash"] = row_hash(full["prev_hash"], full)
-        db[table].insert(full)
-        return full["id"]
+        return _append_chained(db, table, row)[0]
 
     # ------------------------------------------------------------------ writing
     def record_screening(
@@ -454,6 +642,7 @@ class EventStore:
                 if png is not None:
                     encoded[kind] = png
         wall = utc_iso(wall_time or self._clock())
+        digests = {kind: hashlib.sha256(png).hexdigest() for kind, png in encoded.items()}
         row = {
             "track_id": int(decision.track_id),
             "t_first_seen": float(decision.t_first_seen),
@@ -470,6 +659,9 @@ class EventStore:
             "alarm_id": None,
             "body_model": body_model,
             "site": decision.site if decision.skin_c is not None else None,
+            # The images' sha256 in the chained row itself: a snapshot row deleted or a file swapped shows
+            # (station.chain). "{}" for an alarm kept without images, so none can be slipped in later.
+            "snapshot_sha256": _compact(digests) if alarm else None,
         }
         written: list[Path] = []
         try:
@@ -478,7 +670,7 @@ class EventStore:
                     row["alarm_id"] = db.execute("SELECT COALESCE(MAX(alarm_id), 0) + 1 FROM screenings").fetchone()[0]
                 screening_id = self._insert_chained(db, "screenings", row)
                 for kind, png in encoded.items():
-                    name = f"{wall.replace(':', '').replace('-', '')}-{screening_id:08d}-{kind}.png"
+                    name = snapshot_name(wall, screening_id, kind)
                     path = self.snapshots_dir / name  # type: ignore[operator]  # set whenever encoded
                     try:
                         _write_private(path, png)
@@ -490,7 +682,7 @@ class EventStore:
                             "screening_id": screening_id,
                             "kind": kind,
                             "path": name,
-                            "sha256": hashlib.sha256(png).hexdigest(),
+                            "sha256": digests[kind],
                         }
                     )
         except BaseException:
@@ -635,16 +827,37 @@ class EventStore:
                 heads[table] = [int(last[0]), str(last[1])] if last else [0, GENESIS]
         return heads
 
-    def verify_chains(self) -> list[ChainBreak]:
-        """The first break of every chained table (empty when the whole log holds).
+    def retention_log(self) -> list[dict[str, Any]]:
+        """Every purge retention logged (and the anchors adopted at the upgrade), oldest first."""
+        with self._faults("reading the retention log"):
+            return list(self.db.query("SELECT * FROM retention_log ORDER BY id"))
 
-        Each table is checked from its retention anchor (or the start) to its end, and against the
-        newest head any export recorded for it, so rows deleted from the end since an export show too.
+    def images_horizon(self) -> str | None:
+        """The latest images cutoff any purge applied (``wall_time`` text), or None: no image was ever purged.
+
+        A screening older than this may have lost its snapshots to retention; a younger one may not.
+        """
+        with self._faults("reading the retention log"):
+            found = self.db.execute("SELECT images_horizon FROM retention_log ORDER BY id DESC LIMIT 1").fetchone()
+        return None if found is None or found[0] is None else str(found[0])
+
+    def verify_chains(self) -> list[ChainBreak]:
+        """Every break in the log's chains and anchors (empty when the whole log holds).
+
+        Each chained table is checked from its retention anchor (or the start) to its end, and against
+        the newest head any export recorded for it, so rows deleted from the end since an export show
+        too. The anchors are the ones the retention log records, and that log must be vouched for by the
+        purge events (:func:`station.chain.verify_retention`): ``chain_anchors`` alone proves nothing.
+        At most one break per chained table (the first), then any of the retention log and anchors.
+        Snapshots are checked by :meth:`verify_snapshots`.
         """
         breaks = []
         with self._faults("auditing the log"):
-            anchors = {r["table_name"]: (int(r["last_id"]), str(r["last_hash"]))
-                       for r in self.db.query("SELECT * FROM chain_anchors")}
+            log_rows = list(self.db.query("SELECT * FROM retention_log ORDER BY id"))
+            marks = ", ".join("?" for _ in VOUCHING_KINDS)
+            vouchers = [(int(r[0]), str(r[1])) for r in self.db.execute(
+                f"SELECT id, detail FROM system_events WHERE kind IN ({marks}) ORDER BY id", list(VOUCHING_KINDS))]
+            anchors = {t: (a[0], a[1]) for t, a in log_anchors(log_rows[-1] if log_rows else None).items()}
             recorded: dict[str, tuple[int, str]] = {}
             for export in self.db.query("SELECT chain_heads FROM exports ORDER BY id"):
                 try:
@@ -656,10 +869,86 @@ class EventStore:
                         recorded[table] = (int(head_id), str(head_hash))
             for table in CHAINED_TABLES:
                 rows = self.db.query(f"SELECT * FROM {table} ORDER BY id")
-                found = verify_chain(table, rows, anchors.get(table), recorded.get(table))
+                anchor = anchors.get(table) if table in PURGEABLE_TABLES else None
+                found = verify_chain(table, rows, anchor, recorded.get(table))
                 if found is not None:
                     breaks.append(found)
+            breaks += verify_retention(log_rows, vouchers, self.db.query("SELECT * FROM chain_anchors"))
         return breaks
+
+    def verify_snapshots(self, screening_ids: Iterable[int] | None = None, *, files: bool = True) -> SnapshotAudit:
+        """Whether the alarm snapshots are the images the log recorded: rows, and files when ``files``.
+
+        Parameters
+        ----------
+        screening_ids
+            Only these screenings' snapshots (an export's); None: every one, and snapshot rows of
+            screenings that are not in the log.
+        files
+            Also hash every file in ``snapshots_dir`` against its row (a store opened without a
+            directory has nothing to hash, and then every row counts as a missing file).
+
+        Each screening's rows are compared with the sha256s its chained row recorded
+        (:func:`station.chain.check_screening_snapshots`); images absent because retention purged them
+        are counted in ``purged``, not as breaks. A missing or altered file is a break: an auditor must
+        never be shown, or handed, a face the log did not record.
+        """
+        audit = SnapshotAudit()
+        horizon = self.images_horizon()
+        with self._faults("auditing the snapshots"):
+            if screening_ids is None:
+                marks = ", ".join("?" for _ in ALARM_LEVELS)
+                screenings = list(self.db.query(
+                    "SELECT id, level, wall_time, snapshot_sha256 FROM screenings WHERE level IN "
+                    f"({marks}) OR snapshot_sha256 IS NOT NULL OR id IN (SELECT screening_id FROM snapshots) "
+                    "ORDER BY id", list(ALARM_LEVELS)))
+                snaps = list(self.db.query("SELECT * FROM snapshots ORDER BY id"))
+            else:
+                wanted = sorted({int(i) for i in screening_ids})
+                screenings, snaps = [], []
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    marks = ", ".join("?" for _ in chunk)
+                    screenings += self.db.query("SELECT id, level, wall_time, snapshot_sha256 FROM screenings "
+                                                f"WHERE id IN ({marks}) ORDER BY id", chunk)
+                    snaps += self.db.query(f"SELECT * FROM snapshots WHERE screening_id IN ({marks}) ORDER BY id",
+                                           chunk)
+        by_screening: dict[int, list[dict[str, Any]]] = {}
+        for snap in snaps:
+            by_screening.setdefault(int(snap["screening_id"]), []).append(snap)
+        known = {int(s["id"]) for s in screenings}
+        for sid in sorted(set(by_screening) - known):
+            audit.breaks += [ChainBreak("snapshots", int(r["id"]), f"belongs to screening {sid}, which is not in "
+                                        "the log: the row was inserted") for r in by_screening[sid]]
+        for screening in screenings:
+            found, purged = check_screening_snapshots(screening, by_screening.get(int(screening["id"]), []), horizon)
+            audit.breaks += found
+            audit.purged += purged
+        audit.rows = len(snaps)
+        if files:
+            for snap in snaps:
+                problem = self._snapshot_file_problem(snap)
+                if problem is None:
+                    audit.files += 1
+                else:
+                    audit.breaks.append(ChainBreak("snapshots", int(snap["id"]), problem))
+        audit.breaks.sort(key=lambda b: (b.row_id is None, b.row_id or 0))
+        return audit
+
+    def _snapshot_file_problem(self, snap: Mapping[str, Any]) -> str | None:
+        """Why a snapshot row's file is not the image it records, or None."""
+        name = str(snap["path"])
+        if self.snapshots_dir is None:
+            return f"its file {name} cannot be checked: no snapshots directory"
+        if Path(name).name != name:
+            return f"names a file outside the snapshots directory ({name!r}): the row was edited"
+        digest = _sha256_file(self.snapshots_dir / name)
+        if digest is None:
+            return f"its file {name} is missing: deleted, and retention did not purge it"
+        if digest != snap["sha256"]:
+            return (f"its file {name} was altered or replaced: its sha256 is {digest[:12]}..., the log recorded "
+                    f"{str(snap['sha256'])[:12]}...")
+        return None
 
     def record_export(self, row: Mapping[str, Any]) -> int:
         """Log one export (who, when, filters, format, rows, images or not, the file's sha256); chained.
@@ -676,24 +965,101 @@ class EventStore:
         with self._faults("reading exports"):
             return list(self.db.query("SELECT * FROM exports ORDER BY id"))
 
-    def purge_prefix(self, table: str, through_id: int) -> int:
-        """Delete a chained table's rows up to ``through_id`` (retention only) and anchor the chain there.
+    def apply_retention(
+        self,
+        *,
+        snapshot_ids: Sequence[int],
+        throughs: Mapping[str, int],
+        images_cutoff: datetime | None,
+        records_cutoff: datetime,
+        wall_time: datetime,
+        t: float,
+        detail: Callable[[Mapping[str, int]], Mapping[str, Any]],
+    ) -> RetentionWrite:
+        """Delete what retention decided, anchor the chains, and log it: one transaction (retention only).
 
-        Only the oldest rows may go, so the chain stays verifiable from the anchor: the last deleted
-        row's id and hash. Returns how many rows were deleted. Callers delete dependent rows
+        Parameters
+        ----------
+        snapshot_ids
+            Snapshot rows to delete; their files are returned for the caller to unlink after the commit
+            (rows before files: a crash in between leaves files without rows, which retention finds by
+            name, never a row whose image was deleted).
+        throughs
+            ``{table: last id}`` of the prefixes to delete, for the tables of
+            :data:`~station.chain.PURGEABLE_TABLES` (0 or absent: none). Acknowledgements go before
+            screenings, snapshots before both, as the foreign keys need.
+        images_cutoff, records_cutoff
+            The cutoffs applied (``images_cutoff`` None: no images were purged), recorded in the
+            retention log so an audit can tell purged images from deleted ones and check the purge
+            against the policy's minimums.
+        wall_time, t
+            When, on the wall clock and the station's timeline, for the ``retention_purge`` event.
+        detail
+            Given the counts deleted (``snapshot_rows`` and one per table), the event's detail; the
+            store adds ``retention_log: [id, hash]``, the row this purge appended.
+
+        Why one transaction: the anchors, the retention log row that records them and the event that
+        vouches for it must land together, or an interrupted purge would look like a forged anchor.
+        """
+        ordered = [t_ for t_ in ("acknowledgements", "screenings", "system_events") if throughs.get(t_, 0) > 0]
+        unknown = set(throughs) - set(PURGEABLE_TABLES)
+        if unknown:
+            raise ValueError(f"apply_retention: expected tables of {PURGEABLE_TABLES}, got {sorted(unknown)}")
+        wanted = sorted({int(i) for i in snapshot_ids})
+        names: list[str] = []
+        counts: dict[str, int] = {}
+        with self._faults("applying retention"), self._transaction() as db:
+            for start in range(0, len(wanted), 500):  # well under SQLite's limit on bound parameters
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                names.extend(r[0] for r in db.execute(f"SELECT path FROM snapshots WHERE id IN ({marks})", chunk))
+                db.execute(f"DELETE FROM snapshots WHERE id IN ({marks})", chunk)
+            counts["snapshot_rows"] = len(names)
+            newest = db.execute("SELECT anchors, images_horizon FROM retention_log ORDER BY id DESC LIMIT 1").fetchone()
+            anchors = {table: list(a) for table, a in log_anchors(
+                None if newest is None else {"anchors": newest[0]}).items()}
+            for table in PURGEABLE_TABLES:
+                counts[table] = 0
+            for table in ordered:
+                last = db.execute(f"SELECT id, row_hash, wall_time FROM {table} WHERE id <= ? ORDER BY id DESC "
+                                  "LIMIT 1", [int(throughs[table])]).fetchone()
+                if last is None:
+                    continue
+                counts[table] = int(db.execute(f"DELETE FROM {table} WHERE id <= ?", [int(last[0])]).rowcount)
+                anchors[table] = [int(last[0]), str(last[1]), str(last[2])]
+                db["chain_anchors"].upsert({"table_name": table, "last_id": int(last[0]), "last_hash": str(last[1]),
+                                            "wall_time": utc_iso(wall_time)}, pk="table_name")
+            horizon = None if newest is None else newest[1]
+            if images_cutoff is not None:
+                horizon = max(filter(None, [horizon, utc_iso(images_cutoff)]))
+            log_id, log_hash = _append_chained(db, "retention_log", {
+                "kind": "purge", "wall_time": utc_iso(wall_time),
+                "images_cutoff": None if images_cutoff is None else utc_iso(images_cutoff),
+                "records_cutoff": utc_iso(records_cutoff), "images_horizon": horizon, "anchors": _compact(anchors)})
+            event = SystemEvent("retention_purge", float(t), _compact({**detail(dict(counts)),
+                                                                       "retention_log": [log_id, log_hash]}))
+            event_id, _ = _append_chained(db, "system_events", {
+                "kind": event.kind, "t": event.t, "wall_time": utc_iso(wall_time), "detail": event.detail})
+        files = [] if self.snapshots_dir is None else [self.snapshots_dir / name for name in names]
+        return RetentionWrite(files, counts, event, event_id, log_id)
+
+    def purge_prefix(self, table: str, through_id: int) -> int:
+        """Delete a chained table's rows up to ``through_id`` and anchor the chain there; how many went.
+
+        Kept for callers of the earlier API; retention itself uses :meth:`apply_retention`, which this
+        calls, so the anchor is logged and vouched for like any other. The purge is logged with a
+        records cutoff :data:`~station.chain.MIN_RECORDS_DAYS` days ago: deleting younger rows this
+        way is what no policy allows, and ``audit verify`` says so. Callers delete dependent rows
         (acknowledgements, snapshots) first.
         """
-        if table not in CHAINED_TABLES:
-            raise ValueError(f"purge_prefix: expected one of {CHAINED_TABLES}, got {table!r}")
-        with self._faults(f"purging {table}"), self._transaction() as db:
-            last = db.execute(f"SELECT id, row_hash FROM {table} WHERE id <= ? ORDER BY id DESC LIMIT 1",
-                              [through_id]).fetchone()
-            if last is None:
-                return 0
-            count = db.execute(f"DELETE FROM {table} WHERE id <= ?", [int(last[0])]).rowcount
-            db["chain_anchors"].upsert({"table_name": table, "last_id": int(last[0]), "last_hash": str(last[1]),
-                                        "wall_time": utc_iso(self._clock())}, pk="table_name")
-            return int(count)
+        if table not in PURGEABLE_TABLES:
+            raise ValueError(f"purge_prefix: expected one of {PURGEABLE_TABLES}, got {table!r}")
+        now = self._clock()
+        written = self.apply_retention(
+            snapshot_ids=(), throughs={table: int(through_id)}, images_cutoff=None,
+            records_cutoff=now - timedelta(days=MIN_RECORDS_DAYS), wall_time=now, t=0.0,
+            detail=lambda counts: {"through": {table: int(through_id)}, **counts})
+        return written.counts[table]
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:

@@ -279,7 +279,10 @@ def test_the_schedule_is_due_at_start_up_and_then_every_24_hours(store: EventSto
     ("images", "records", "key"),
     [(0, 365, "images_days"), (-1, 365, "images_days"), (7, float("nan"), "records_days"),
      (7, float("inf"), "records_days"), (400, 365, "images_days"), (True, 365, "images_days"),
-     (7, "a year", "records_days")],
+     (7, "a year", "records_days"),
+     # issue 13: retention shorter than the station's purpose allows, or in fractions of a day
+     (0.00001, 0.00001, "images_days"), (0.5, 365, "images_days"), (7, 365.5, "records_days"),
+     (7, 29, "records_days"), (1, 7, "records_days")],
 )
 def test_a_bad_policy_names_its_key(images, records, key) -> None:
     with pytest.raises(ValueError, match=f"^{key}: ") as info:
@@ -289,9 +292,9 @@ def test_a_bad_policy_names_its_key(images, records, key) -> None:
 
 def test_retention_settings_round_trip_and_old_files_get_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    save_config(StationConfig(retention_images_days=3.5, retention_records_days=90.0), path)
+    save_config(StationConfig(retention_images_days=3.0, retention_records_days=90.0), path)
     loaded = load_config(path)
-    assert (loaded.retention_images_days, loaded.retention_records_days) == (3.5, 90.0)
+    assert (loaded.retention_images_days, loaded.retention_records_days) == (3.0, 90.0)
     path.write_text('palette = "grey"\n')  # a settings file from before retention
     assert (load_config(path).retention_images_days, load_config(path).retention_records_days) == (7.0, 365.0)
     path.write_text("retention_images_days = 3\n")  # TOML integers are days too
@@ -301,7 +304,9 @@ def test_retention_settings_round_trip_and_old_files_get_the_defaults(tmp_path: 
 @pytest.mark.parametrize(
     ("text", "key"),
     [("retention_images_days = 0", "retention_images_days"),
-     ("retention_images_days = 30\nretention_records_days = 14", "retention_images_days"),
+     ("retention_images_days = 40\nretention_records_days = 35", "retention_images_days"),
+     ("retention_images_days = 0.00001\nretention_records_days = 0.00001", "retention_images_days"),
+     ("retention_records_days = 7", "retention_records_days"),
      ('retention_records_days = "a year"', "retention_records_days"),
      ("retention_records_days = nan", "retention_records_days")],
 )
@@ -316,15 +321,15 @@ def test_a_bad_retention_setting_names_its_key(tmp_path: Path, text: str, key: s
 
 
 @pytest.fixture
-def station_db(tmp_path: Path) -> Path:
-    """A closed station log beside its snapshots directory, with rows of every age relative to now."""
+def station_db(tmp_path: Path, monkeypatch) -> Path:
+    """A closed station log beside its snapshots directory, with rows of every age; ``station purge`` runs at NOW."""
+    monkeypatch.setattr("station.cli_purge._now", lambda: NOW)
     path = tmp_path / "station.db"
-    now = datetime.now(UTC)
     with EventStore(path, snapshots_dir=snapshots_dir_for(path)) as store:
-        screen(store, days_ago(400, now), "fever")
-        event(store, days_ago(400, now))
-        screen(store, days_ago(10, now), "fever")
-        screen(store, days_ago(1, now), "fever")
+        screen(store, days_ago(400), "fever")
+        event(store, days_ago(400))
+        screen(store, days_ago(10), "fever")
+        screen(store, days_ago(2), "fever")
     return path
 
 
@@ -363,10 +368,10 @@ def test_purge_deletes_prints_and_logs(station_db: Path) -> None:
 
 
 def test_purge_takes_its_defaults_from_the_settings(station_db: Path) -> None:
-    save_config(StationConfig(retention_images_days=0.5, retention_records_days=5.0), default_config_path())
+    save_config(StationConfig(retention_images_days=1.0, retention_records_days=30.0), default_config_path())
     result = CliRunner().invoke(purge, ["--dry-run", "--db", str(station_db)])
-    assert "images older than 0.5 days" in result.output and "snapshots               6 of 3" in result.output
-    assert "screenings              2 rows" in result.output
+    assert "images older than 1 days" in result.output and "snapshots               6 of 3" in result.output
+    assert "records older than 30 days" in result.output and "screenings              1 rows" in result.output
     override = CliRunner().invoke(purge, ["--dry-run", "--db", str(station_db), "--records-days", "1000"])
     assert "records older than 1000 days" in override.output
 
@@ -376,7 +381,9 @@ def test_purge_takes_its_defaults_from_the_settings(station_db: Path) -> None:
     [(["--db", "{missing}"], 1, "no such event store"),
      (["--images-days", "-1"], 2, "--images-days"),
      (["--records-days", "a year"], 2, "--records-days"),
-     (["--images-days", "400"], 2, "--images-days: expected at most records-days (365)")],
+     (["--images-days", "400"], 2, "--images-days: expected at most records-days (365)"),
+     (["--images-days", "0.5"], 2, "--images-days: expected whole days from 1"),
+     (["--records-days", "7"], 2, "--records-days: expected whole days from 30")],
 )
 def test_purge_faults_are_one_line(tmp_path: Path, station_db: Path, args, code, message) -> None:
     args = [a.replace("{missing}", str(tmp_path / "nope.db")) for a in args]
@@ -415,3 +422,44 @@ def test_the_engine_purges_at_start_up(tmp_path, face_model) -> None:
         kinds = [e["kind"] for e in log.system_events()]
         assert "retention_purge" in kinds and "a year ago" not in [e["detail"] for e in log.system_events()]
         assert log.verify_chains() == []
+
+
+# ---------------------------------------------------------------------- issue 13: retention bounded by purpose
+
+
+ISSUE_CONFIG = "retention_images_days = 0.00001\nretention_records_days = 0.00001\n"
+
+
+def test_retention_of_a_second_in_the_settings_purges_nothing_anywhere(station_db: Path) -> None:
+    """The issue's config.toml: refused in one line by every path that would purge, and the log left whole."""
+    from cli_checks import one_line_error
+
+    from station.cli import DEMO_RECORDING, main
+
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ISSUE_CONFIG)
+    before = station_db.read_bytes(), files_of(snapshots_dir_for(station_db))
+    for args in (["--dry-run", "--db", str(station_db)], ["--db", str(station_db)]):
+        line = one_line_error(CliRunner().invoke(purge, args))
+        assert "retention_images_days: expected whole days from 1 to 36500" in line and "got 1e-05" in line
+    run = CliRunner().invoke(main, ["run", "--recording", str(DEMO_RECORDING), "--headless", "--fast", "--db",
+                                    str(station_db)])
+    assert "retention_images_days" in one_line_error(run)
+    assert (station_db.read_bytes(), files_of(snapshots_dir_for(station_db))) == before
+
+
+def test_the_shortest_retention_allowed_keeps_a_day_of_images_and_30_days_of_records(store: EventStore) -> None:
+    screen(store, days_ago(31))
+    alarm_last_month = screen(store, days_ago(29), "fever")
+    alarm_today = screen(store, days_ago(0.5), "fever")
+    _, result = purge_now(store, RetentionPolicy(1, 30))
+    assert ids(store, "screenings") == [alarm_last_month, alarm_today]
+    assert len(store.snapshots(alarm_today)) == 2 and store.snapshots(alarm_last_month) == []
+    assert (result.screenings, result.snapshot_rows) == (1, 2)
+    consistent(store)
+    assert store.verify_snapshots().breaks == []
+
+
+def test_whole_days_as_toml_floats_are_accepted() -> None:
+    assert RetentionPolicy(7.0, 365.0) == RetentionPolicy(7, 365)

@@ -83,7 +83,7 @@ def test_new_database_is_private_in_wal_mode_and_migrated_once(db_path: Path) ->
     assert wal.exists() and mode(wal) == 0o600  # SQLite gives its side files the database's mode
     assert mode(Path(str(db_path) + "-shm")) == 0o600
     assert [m.name for m in MIGRATIONS.applied(store.db)] == ["m001_initial", "m002_hash_chains_and_exports",
-                                                              "m003_body_model", "m004_site"]
+                                                              "m003_body_model", "m004_site", "m005_evidence"]
     assert {"screenings", "system_events", "acknowledgements", "snapshots"} <= set(store.db.table_names())
     store.close()
     store.close()  # idempotent
@@ -96,7 +96,7 @@ def test_reopening_is_idempotent_and_keeps_the_data(db_path: Path) -> None:
         record(store, decision(2))
         rows = list(store.db.query("SELECT name FROM _sqlite_migrations"))
         assert rows == [{"name": "m001_initial"}, {"name": "m002_hash_chains_and_exports"},
-                        {"name": "m003_body_model"}, {"name": "m004_site"}]
+                        {"name": "m003_body_model"}, {"name": "m004_site"}, {"name": "m005_evidence"}]
         assert [r["track_id"] for r in store.screenings()] == [1, 2]
         assert store.db.journal_mode == "wal"
 
@@ -236,6 +236,7 @@ def test_screening_round_trip(store: EventStore) -> None:
         "alarm_id": 1,
         "body_model": None,
         "site": "canthus",
+        "snapshot_sha256": "{}",  # an alarm kept without images records that it has none
     }
 
 
@@ -302,6 +303,19 @@ def test_snapshots_are_kept_only_for_alarms(store: EventStore, tmp_path: Path) -
         assert mode(file) == 0o600
         assert hashlib.sha256(file.read_bytes()).hexdigest() == row["sha256"]
     assert len(list(snapshots_dir.iterdir())) == 2
+
+
+def test_an_alarm_records_its_snapshots_sha256_in_its_chained_row(store: EventStore) -> None:
+    """The snapshots table is not chained; the screening row is, so it carries what the images must be."""
+    import json
+
+    fever = record(store, decision(3, "fever", 38.6), crops())
+    normal = record(store, decision(4, "normal", 36.8), crops())
+    recorded = json.loads(store.screening(fever)["snapshot_sha256"])
+    assert recorded == {r["kind"]: r["sha256"] for r in store.snapshots(fever)}
+    assert store.screening(normal)["snapshot_sha256"] is None
+    assert store.verify_chains() == [] and store.verify_snapshots().breaks == []
+    assert (store.verify_snapshots().rows, store.verify_snapshots().files) == (2, 2)
 
 
 def test_snapshot_images_round_trip(store: EventStore) -> None:
