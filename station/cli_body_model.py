@@ -1,4 +1,4 @@
-"""``station body-model fit|evaluate``: the skin-to-body model, fitted to real people and checked.
+"""``station body-model fit|compare|evaluate``: the skin-to-body model, fitted to real people, chosen and checked.
 
 Kept apart from ``station/cli.py`` so the commands can be read and tested on their own; the main group
 adds this one with ``main.add_command(body_model)``. Faults reach the user as one line and exit code 1,
@@ -21,7 +21,7 @@ from station.errors import StationError
 
 @click.group("body-model", cls=StationGroup, context_settings=CONTEXT)
 def body_model() -> None:
-    """The skin-to-body temperature model: fit it to people, check it on people.
+    """The skin-to-body temperature model: fit it to people, choose its inputs, check it on people.
 
     A model reads one site: the canthus (default), or for people wearing glasses, whose lenses hide the
     canthi from the thermal camera, the hottest of the forehead and the mouth (--site forehead_mouth).
@@ -30,6 +30,7 @@ def body_model() -> None:
     Examples:
       station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --out my-model.json
       station body-model fit ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --site forehead_mouth --out g.json
+      station body-model compare ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
       station body-model evaluate ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
       station body-model evaluate people.csv --model my-model.json
     """
@@ -223,7 +224,10 @@ def fit_command(csv_path: Path, out: Path, site: str, features_text: str, ridge:
         click.echo(f"  (the canthus model: what people without glasses get; its own constant offset has MAE "
                    f"{cv.baseline.mae_c:.4f}, AUC {_f(cv.baseline.auc, 4)})")
     if any(f not in features for f in bm.RESEARCH_FEATURES):
-        click.echo("† tried only: the station does not measure it (face_max: the study's hottest face pixel)")
+        click.echo("† tried only, not a model input (face_max: the study's hottest face pixel, which the engine does "
+                   "not read yet;")
+        click.echo("  forehead_max: the forehead region, read for spectacle wearers only; see station body-model "
+                   "compare)")
     click.echo(f"sens at spec: the baseline flags at {bm.REFERENCE_FEVER_C} °C; each model's threshold is moved on "
                "the pooled held-out")
     click.echo("estimates to the lowest as specific (its ROC curve read at the baseline's false-alarm rate). "
@@ -290,7 +294,10 @@ def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) 
     the model does not read is read as missing; one in a column it reads (aveOralM, its site, T_atm)
     leaves that subject out. Both are printed as notes, naming the subjects. The thresholds (elevated_c,
     fever_c) and the constant offset shown for comparison are the station's own settings; that offset is
-    a canthus offset, so it is always applied to the canthus.
+    a canthus offset, so it is always applied to the canthus. Last, the cross-validated figures on CSV
+    (10 folds by subject) of the model's inputs beside those of the model shipped before the comparison,
+    the selection rule's choice, and the candidates with the lowest MAE and the highest AUC, each with
+    why the rule did not choose it (see station body-model compare).
 
     \b
     Examples:
@@ -329,3 +336,232 @@ def evaluate_command(csv_path: Path, model_path: Path | None, no_ambient: bool) 
     for label, f in ((f"model{' (no ambient)' if no_ambient else ''}", fig), (offset_label, offset)):
         click.echo(f"{label:30} {f.mae_c:7.4f} {f.bias_c:+8.3f} {_f(f.auc, 4):>7}   "
                    f"{_rates(f.sens_elevated, f.spec_elevated)}{_rates(f.sens_fever, f.spec_fever)}".rstrip())
+    _print_cross_validated(csv_path, model, thresholds)
+
+
+#: The model shipped before the comparison of issue 14, named in ``evaluate``'s cross-validated rows.
+PREVIOUS_MODEL_ID = "fda-flir-linear-v1@20bbb1232cdc"
+
+
+def _print_cross_validated(csv_path: Path, model: bm.BodyModel, thresholds: tuple[float, float]) -> None:
+    """``evaluate``'s last part: the model against the shipped one and the rule's choice, cross-validated on CSV.
+
+    The figures above are the model as it is (in-sample when it was fitted on CSV); these are what its
+    inputs give on new people of CSV (10 folds by subject, seed 7), beside the inputs of the model shipped
+    before the comparison, the inputs the selection rule chooses on CSV, and the candidate with the lowest
+    CV MAE, with why the rule turned it down. Rows with the same inputs are one row with every label. A
+    file too small or too odd for the comparison gets one line saying why, never a failed evaluate.
+    """
+    candidates = bm.COMPARE_CANDIDATES
+    if model.features not in candidates:
+        candidates = (*candidates, model.features)
+    try:
+        data = bm.read_fda_csv(csv_path, tuple(dict.fromkeys(_compare_inputs(candidates) + model.features)))
+        comparison = bm.compare(data, candidates, thresholds=thresholds)
+    except StationError as exc:
+        click.echo("")
+        click.echo(f"not cross-validated: {exc}")
+        return
+    choice = comparison.choice
+    readable = [r for r in comparison.rows if r.readable]
+    lowest = min(readable, key=lambda r: r.cv.mae_c)
+    ranks_best = max(readable, key=lambda r: r.cv.auc)
+    labels: dict[tuple[str, ...], list[str]] = {}
+    for inputs, label in ((model.features, "this model"), (bm.PREVIOUS_INPUTS, f"shipped, {PREVIOUS_MODEL_ID}"),
+                          (choice.chosen, "chosen by the rule"), (lowest.inputs, "lowest CV MAE"),
+                          (ranks_best.inputs, "highest CV AUC")):
+        labels.setdefault(inputs, []).append(label)
+    by_inputs = {r.inputs: r for r in comparison.rows}
+    rows = [(" + ".join(inputs), "; ".join(names), by_inputs[inputs]) for inputs, names in labels.items()
+            if inputs in by_inputs]
+    w = max([34] + [len(name) for name, _, _ in rows])
+    click.echo("")
+    click.echo(f"Cross-validated on this file ({comparison.folds} folds by subject, seed {comparison.seed}, "
+               f"{comparison.n} subjects; every candidate: station body-model compare):")
+    head = _cv_head(w, thresholds, comparison.equal_spec_target)
+    click.echo(head[0] + f"{'worst':>7}{'worst':>8}")
+    click.echo(head[1] + f"{'round':>7}{'period':>8}")
+    for name, what, r in rows:
+        sens = _sens(r.equal_spec_sens, comparison.positives, r.equal_spec_threshold_c)
+        click.echo(f"{_cv_line(name, w, r.cv, sens)}{_f(r.worst_round, 4):>7}{_f(r.worst_period, 4):>8}")
+        why = choice.dropped.get(r.inputs)
+        click.echo(f"  {what}" + (f"; not chosen: {why}" if why and r.inputs != choice.chosen else ""))
+
+
+# ============================================================================================== compare
+def _compare_inputs(candidates: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    """What a comparison reads strictly (see :func:`station.body_model.read_fda_csv`): the skin readings and
+    the shipped model's inputs.
+
+    An impossible value in one of them leaves its subject out of every row, so that all rows are about
+    the same people: a skin reading cannot sit at a mean, and the shipped model is the yardstick, judged
+    on the people it was documented on. One in a column only some candidates try (distance, humidity) is
+    read as missing, as ``fit`` does for the candidates it only tries: the FLIR file's one Distance of
+    79 m would otherwise take its subject out of every row, the shipped model's included.
+    """
+    used = {f for inputs in candidates for f in inputs} | set(bm.PREVIOUS_INPUTS)
+    return tuple(f for f in (*bm.SITES, *bm.CANDIDATE_FEATURES)
+                 if f in used and (f in bm.SKIN_INPUTS or f in bm.PREVIOUS_INPUTS))
+
+
+def _mark(inputs: tuple[str, ...], choice: bm.Choice | None = None) -> str:
+    """A row's label: its inputs, then (shipped), (chosen), or † when the station cannot read them."""
+    marks = []
+    if inputs == bm.PREVIOUS_INPUTS:
+        marks.append("shipped")
+    if choice is not None and inputs == choice.chosen:
+        marks.append("chosen")
+    label = " + ".join(inputs) + (f"  ({', '.join(marks)})" if marks else "")
+    return label + (" †" if not all(f in bm.STATION_READABLE for f in inputs) else "")
+
+
+def _cv_line(label: str, w: int, fig: bm.Figures, sens: str) -> str:
+    """One row of figures; the sensitivity at equal specificity padded, so that columns may follow it."""
+    return (f"{label:{w}} {fig.mae_c:7.4f} {round(fig.bias_c, 3) + 0.0:+8.3f} {_f(fig.auc, 4):>7}   "
+            f"{_rates(fig.sens_elevated, fig.spec_elevated)}{_rates(fig.sens_fever, fig.spec_fever)}{sens:<22}")
+
+
+def _sens(sens: float, positives: int, threshold_c: float) -> str:
+    return f"{_f(sens)} {round(sens * positives):>3}/{positives} ({threshold_c:.2f})"
+
+
+def _cv_head(w: int, thresholds: tuple[float, float], target: float) -> list[str]:
+    elevated_c, fever_c = thresholds
+    return [f"{'':{w}} {'MAE °C':>7} {'bias °C':>8} {'AUC':>7}   {_group(f'elevated {elevated_c:.2f} °C')}"
+            f"{_group(f'fever {fever_c:.2f} °C')}{f'sens at spec {_f(target)}':<22}",
+            f"{'':{w}} {'':>7} {'':>8} {'':>7}   {_group('sens   spec') * 2}{'(threshold °C)':<22}"]
+
+
+def _print_comparison(comparison: bm.Comparison, data: bm.FdaData, csv_name: str) -> None:
+    """The three parts of ``compare``'s report: CV figures, robustness, and the rule applied."""
+    c = comparison
+    choice = c.choice
+    rows = c.rows
+    w = max([34] + [len(_mark(r.inputs, choice)) for r in rows])
+    click.echo("")
+    left = f" ({c.n_left_out} without every compared reading left out)" if c.n_left_out else ""
+    click.echo(f"{c.folds}-fold cross-validation by subject (seed {c.seed}) on the same {c.n} subjects{left}, "
+               f"{c.positives} febrile;")
+    click.echo("every fold's model is plain least squares fitted without its held-out subjects; figures on the pooled "
+               "held-out estimates")
+    for line in _cv_head(w, c.thresholds, c.equal_spec_target):
+        click.echo(line.rstrip())
+    click.echo(_cv_line("constant offset (baseline)", w, c.baseline,
+                        _sens(c.baseline.sens_reference, c.positives, bm.REFERENCE_FEVER_C)).rstrip())
+    for r in rows:
+        click.echo(_cv_line(_mark(r.inputs, choice), w, r.cv, _sens(r.equal_spec_sens, c.positives,
+                                                                     r.equal_spec_threshold_c)).rstrip())
+    for inputs, why in c.skipped:
+        click.echo(f"{_mark(inputs):{w}} not tried: {why}")
+    click.echo("baseline: canthus + the training folds' mean offset. sens at spec: each model's threshold moved to be")
+    click.echo(f"as specific as the baseline at {bm.REFERENCE_FEVER_C} °C. † the station cannot read it: shown, never "
+               "chosen.")
+
+    click.echo("")
+    click.echo("Robustness, MAE °C. Rounds: the same fold models fed one round's readings instead of the mean of the "
+               "rounds")
+    click.echo("(the station reads a person once). Periods: fitted on the other collection periods, tested on the one "
+               "left out.")
+    periods = [f"P{i + 1}" for i in range(len(c.periods))]
+    head = "".join(f"{f'round {k}':>8}" for k in range(1, 5)) + f"{'worst':>7}{'spread':>7}  "
+    head += "".join(f"{p:>7}" for p in periods) + (f"{'worst':>7}{'spread':>7}" if periods else "")
+    click.echo(f"{'':{w}} {head}")
+    click.echo(f"{'subjects':{w}} " + "".join(f"{n:>8}" for n in c.round_n) + f"{'':14}  "
+               + "".join(f"{n:>7}" for _, n in c.periods))
+    for r in rows:
+        line = "".join(f"{_f(x, 4):>8}" for x in r.round_mae) + f"{_f(r.worst_round, 4):>7}{_f(r.round_spread, 4):>7}  "
+        if periods:
+            line += "".join(f"{_f(x, 4):>7}" for x in r.period_mae) + f"{_f(r.worst_period, 4):>7}"
+            line += f"{_f(r.period_spread, 4):>7}"
+        click.echo(f"{_mark(r.inputs, choice):{w}} {line}")
+    if periods:
+        click.echo("periods: " + ", ".join(f"{p} {label}" for p, (label, _) in zip(periods, c.periods, strict=True))
+                   + f" (a gap of more than {bm.PERIOD_GAP_DAYS} days between measuring days starts a period)")
+    else:
+        click.echo("periods: none (the file's dates do not split), so the check across time is not applied")
+
+    click.echo("")
+    click.echo("Selection rule (set, and amended once, before this table was read: see models/README.md):")
+    for line in _wrap(bm.SELECTION_RULE, 110):
+        click.echo(f"  {line}")
+    shipped = c.row(bm.PREVIOUS_INPUTS)
+    best_auc = max(r.cv.auc for r in rows if r.readable)
+    gates = [f"AUC >= {choice.auc_gate:.4f} (best {best_auc:.4f} - {bm.RULE_AUC_MARGIN})"]
+    if math.isfinite(choice.period_gate):
+        gates.append(f"worst period <= {choice.period_gate:.4f} (shipped {shipped.worst_period:.4f} + "
+                     f"{bm.RULE_PERIOD_MARGIN_C:.3f})")
+    if math.isfinite(choice.round_gate):
+        gates.append(f"worst round <= {choice.round_gate:.4f} (shipped {shipped.worst_round:.4f} + "
+                     f"{bm.RULE_ROUND_MARGIN_C:.3f})")
+    click.echo("  gates: " + "; ".join(gates))
+    for r in rows:
+        if r.inputs in choice.dropped:
+            click.echo(f"  {' + '.join(r.inputs):{w}} {choice.dropped[r.inputs]}")
+    chosen = c.chosen
+    what = "the shipped model stays" if chosen.inputs == bm.PREVIOUS_INPUTS else "a change from the shipped model"
+    if not choice.tied:
+        what = "no candidate passes every gate: the shipped model stays"
+    click.echo(f"chosen: {' + '.join(chosen.inputs)} ({what}): CV MAE {chosen.cv.mae_c:.4f} °C, AUC "
+               f"{_f(chosen.cv.auc, 4)}, worst round {_f(chosen.worst_round, 4)}, worst period "
+               f"{_f(chosen.worst_period, 4)} on {csv_name}")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
+@body_model.command("compare", context_settings=CONTEXT)
+@click.argument("csv_path", metavar="CSV", type=click.Path(path_type=Path))
+@click.option("--folds", default=bm.CV_FOLDS, show_default=True, type=click.IntRange(2, 100))
+@click.option("--seed", default=bm.CV_SEED, show_default=True, type=int, help="Which subjects go in which fold.")
+@click.option("--test-on", "test_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also fit each candidate on all of CSV and test it on FILE (e.g. the study's other camera); a "
+                   "check after the choice, never part of it.")
+def compare_command(csv_path: Path, folds: int, seed: int, test_path: Path | None) -> None:
+    """Compare the candidate inputs by cross-validation by subject, check their robustness, choose by the rule.
+
+    CSV is in the layout of the FDA facial/oral study. The candidates (station.body_model.COMPARE_CANDIDATES)
+    are a skin reading the station can take (canthus; face_max, the hottest pixel of the face, T_Max;
+    forehead_max, the forehead region's hottest pixel, T_FH_Max; forehead_mouth) with or without the room
+    temperature (ambient) and the distance. All are judged on the same people and folds. Printed: the
+    cross-validated MAE, bias, ROC AUC (oral >= 37.5 °C), sensitivity and specificity at the station's
+    thresholds and at equal specificity; then the MAE on each round's readings alone and with each
+    collection period left out; then the selection rule applied, gate by gate, and the choice.
+
+    \b
+    Examples:
+      station body-model compare ../shared/data/fda-facial-oral/FLIR_groups1and2.csv
+      station body-model compare ../shared/data/fda-facial-oral/FLIR_groups1and2.csv --test-on ICI_groups1and2.csv
+    """
+    elevated_c, fever_c, _ = _station_thresholds()
+    thresholds = (elevated_c, fever_c)
+    candidates = bm.COMPARE_CANDIDATES
+    data = bm.read_fda_csv(csv_path, _compare_inputs(candidates))
+    # Both files are read, and the check on the second computed, before anything is printed: a fault in
+    # either is one line, not a report cut short.
+    other = None if test_path is None else bm.read_fda_csv(test_path, _compare_inputs(candidates))
+    comparison = bm.compare(data, candidates, thresholds=thresholds, folds=folds, seed=seed)
+    result = None if other is None else bm.transfer(data, other, candidates, thresholds=thresholds)
+    _describe(data)
+    _print_comparison(comparison, data, Path(csv_path).name)
+    if other is None or result is None or test_path is None:
+        return
+    w = max([34] + [len(_mark(row.inputs, comparison.choice)) for row in result.rows])
+    click.echo("")
+    click.echo(f"Fitted on all of {Path(csv_path).name}, tested on {Path(test_path).name}: {result.n} subjects, "
+               f"{result.positives} febrile (a check after the choice, not part of it)")
+    for note in other.notes:
+        click.echo(f"note: {Path(test_path).name}: {note}")
+    for line in _cv_head(w, thresholds, result.baseline.spec_reference):
+        click.echo(line.rstrip())
+    click.echo(_cv_line("constant offset (baseline)", w, result.baseline,
+                        _sens(result.baseline.sens_reference, result.positives, bm.REFERENCE_FEVER_C)).rstrip())
+    for row in result.rows:
+        label = _mark(row.inputs, comparison.choice)
+        if row.figures is None:
+            click.echo(f"{label:{w}} not tried: {row.why_not}")
+        else:
+            click.echo(_cv_line(label, w, row.figures, _sens(row.equal_spec_sens, result.positives,
+                                                              row.equal_spec_threshold_c)).rstrip())
