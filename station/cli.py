@@ -21,6 +21,7 @@ from station.cli_group import CONTEXT, StationGroup
 from station.cli_import import import_command
 from station.cli_model import model
 from station.cli_purge import purge
+from station.cli_record import record_command
 from station.errors import StationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -378,6 +379,7 @@ main.add_command(export_command)
 main.add_command(audit)
 main.add_command(purge)
 main.add_command(import_command)
+main.add_command(record_command)
 main.add_command(body_model)
 
 if __name__ == "__main__":  # pragma: no cover
