@@ -89,7 +89,9 @@ from typing import Literal
 
 from station.body_model import BodyModel
 from station.errors import StationError
+from station.track import Verdict
 from station.types import QUALITY_FLAGS, ScreeningDecision
+from station.uncertainty import combined_u95, model_u
 
 AlarmMode = Literal["absolute", "relative"]
 MODES: tuple[str, ...] = ("absolute", "relative")
@@ -100,6 +102,22 @@ ACK_ACTIONS: tuple[str, ...] = ("cleared_secondary_check", "referred", "re_measu
 # A reading within a micro-degree of a threshold is *at* it: guards against binary floating point
 # turning 37.3 into 37.29999999999 on its way through arithmetic.
 _EPS_C = 1e-6
+
+
+#: Body temperatures (°C) a living, walking person can have: outside them a reading is a measurement fault.
+#: Below 35 °C is hypothermia (nobody walks through an entrance with it unnoticed); above 42 °C, death.
+PLAUSIBLE_BODY_C: tuple[float, float] = (35.0, 42.0)
+#: The constant skin-to-body offset's cross-validated MAE on the FDA study (models/body-model.json's baseline).
+CONSTANT_OFFSET_MAE_C = 0.275
+
+
+def _cv_mae(model: BodyModel | None) -> float | None:
+    """A shipped model's cross-validated MAE (°C) from its provenance, or None when it does not say."""
+    if model is None:
+        return None
+    figures = (model.provenance or {}).get("cross_validation", {}).get("model", {})
+    mae = figures.get("mae_c") if isinstance(figures, dict) else None
+    return float(mae) if isinstance(mae, int | float) else None
 
 
 #: Body temperatures (°C) the thresholds may take, and the margin above the baseline (see the module notes).
@@ -343,6 +361,36 @@ class AlarmPolicy:
         if level == "normal" and held is None and not flags and site == "canthus":
             self._feed(body)
         return level, body
+
+    def judge(self, skin_c: float | None, quality: Iterable[str], t: float, site: str = "canthus",
+              u_skin_c: float | None = None) -> Verdict:
+        """:meth:`decide`, with the decision's uncertainty and the two rules that keep a number honest.
+
+        * A body temperature outside what a living, walking person can have (``PLAUSIBLE_BODY_C``) is a
+          measurement fault (a wrong calibration, a cold mask read as skin): ``retry`` flagged
+          ``implausible``, never ``normal``.
+        * The interval body +- u95 that reaches the fever threshold from below is not a quiet ``normal``:
+          it is ``elevated``, flagged ``uncertain``, so the guard re-measures (an alarm, latched like any).
+
+        ``u_skin_c`` is the skin reading's standard uncertainty (k=1); the model's residual is added here.
+        """
+        if skin_c is not None and math.isfinite(float(skin_c)):
+            body = self.body_of(float(skin_c), site)
+            low, high = PLAUSIBLE_BODY_C
+            if not low <= body <= high:
+                return Verdict("retry", None, None, frozenset({"implausible"}))
+        level, body_c = self.decide(skin_c, quality, t, site)
+        if body_c is None:
+            return Verdict(level, None)
+        u95 = combined_u95(u_skin_c or 0.0, self.model_u(site))
+        if level in ("normal", "elevated") and body_c + u95 >= self.settings.fever_c - _EPS_C:
+            return Verdict("elevated", body_c, u95, frozenset({"uncertain"}))
+        return Verdict(level, body_c, u95)
+
+    def model_u(self, site: str = "canthus") -> float:
+        """Standard uncertainty of the skin-to-body step at ``site``: the model's cross-validated error."""
+        model = self.glasses_model if site == "forehead_mouth" else self.body_model
+        return model_u(_cv_mae(model), CONSTANT_OFFSET_MAE_C)
 
     def measures(self, site: str) -> bool:
         """Whether this policy can turn a reading at ``site`` into a body temperature."""

@@ -16,8 +16,9 @@ DEFAULT_GUIDANCE: dict[str, str] = {
     "off_axis": "Look at the camera",
     "too_far": "Step closer",
     "motion": "Hold still",
+    "step_closer": "Step closer",
 }
-PRIORITY = ("several_faces", "glasses", "off_axis", "too_far", "motion")
+PRIORITY = ("several_faces", "glasses", "off_axis", "too_far", "step_closer", "motion")
 
 
 def guidance_for(quality: Iterable[str], strings: Mapping[str, str] | None = None) -> str | None:

@@ -11,6 +11,7 @@ readings with quality flags -> tracks -> decisions (alarm policy) -> event store
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,19 +28,36 @@ from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile, check_
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import distance_from_eyes, map_faces
 from station.retention import RetentionPolicy, RetentionSchedule
+from station.spot_size import psf_sigma_px, read_spot
 from station.store import EventStore
 from station.thermal_faces import ThermalFaceSettings
 from station.thermal_faces import find_faces as find_thermal_faces
-from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, add_reading, decide, ready
+from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, Verdict, add_reading, decide, ready
 from station.types import Faces, FramePair, Measurement, ScreeningDecision, SystemEvent, ThermalImage
 
 ALARM_LEVELS = ("elevated", "fever")
 THERMAL_ONLY_MAX_GAP_S = 2.5
 THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
-STILL_WIDTHS_PER_S = 0.3
+STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
 #: How far a profile's date may be after the frame it screens: a technician PC's clock a few hours off
 #: is ordinary; a day or more means the profile cannot have been the one in effect.
-FUTURE_CALIBRATION_TOLERANCE_DAYS = 1.0  # a face moving less than this many of its own widths per second stands still
+FUTURE_CALIBRATION_TOLERANCE_DAYS = 1.0
+#: A canthus ROI narrower than this (thermal px) is measurable but read better a step closer: advised.
+STEP_CLOSER_ROI_PX = 4.0
+#: The sensor's noise on one pixel of one frame (°C): the Lepton's and Boson's NETD, < 50 mK at f/1.
+SENSOR_NOISE_C = 0.05
+#: Standard uncertainty (°C) the reference leaves: an ETRS blackbody's +-0.1 °C accuracy as a rectangular
+#: distribution (0.1 / sqrt 3), with the drift correction's residual; a kiosk's reference disc is read off
+#: a few blurred pixels and is known less well (its temperature is entered, not calibrated).
+BLACKBODY_U_C = 0.07
+REFERENCE_DISC_U_C = 0.2
+
+
+def reference_u_c(profile: CalibrationProfile) -> float:
+    """What the profile's temperature reference leaves uncertain (0 without one: nothing is screened)."""
+    if profile.blackbody is None:
+        return 0.0
+    return REFERENCE_DISC_U_C if profile.station_id == "thermal-only" else BLACKBODY_U_C
 
 
 @dataclass
@@ -112,6 +130,12 @@ class Station:
         self.calibration_expired = False
         self._calibration_event = self._judge_calibration(0.0)
         self._profile_fits_frames = False
+        # No blackbody and no reference disc at a known temperature: nothing ties the camera's numbers to
+        # degrees (a Lepton is specified at +-5 °C), so no absolute temperature may be claimed.
+        self.unreferenced = profile.blackbody is None
+        self.psf_sigma_px = profile.optics_psf_sigma_px or psf_sigma_px(_thermal_camera(intake))
+        self.noise_c = SENSOR_NOISE_C
+        self.reference_u_c = reference_u_c(profile)
         self._idle_pairs = 0
         self._last_seen: tuple[Faces, np.ndarray, list[Measurement]] = (Faces.empty(), np.zeros(0, np.int64), [])
         self._faces_key: tuple[int, float] | None = None
@@ -149,6 +173,13 @@ class Station:
         if self._calibration_event is not None:
             self.log_event(self._calibration_event)
             yield self._calibration_event
+        if self.unreferenced:
+            event = SystemEvent("unreferenced", 0.0, "no blackbody in the profile and no reference disc at a "
+                                "known temperature: the camera's own numbers may be degrees off, so nobody is "
+                                "screened (retry: unreferenced); add a blackbody (station calibrate blackbody) "
+                                "or give a kiosk's disc temperature (--reference-c)")
+            self.log_event(event)
+            yield event
         for item in self.intake.run():
             if isinstance(item, SystemEvent):
                 self.log_event(item)
@@ -185,7 +216,7 @@ class Station:
             if expired is not None:
                 self.log_event(expired)
                 events = [*events, expired]
-        paused = not self.radiometer.screening_allowed or self.calibration_expired
+        paused = not self.radiometer.screening_allowed or self.calibration_expired or self.unreferenced
         if self._detect_now(pair):
             faces = self._faces(pair, thermal)
             ids = self.tracker.update(pair.t, faces.xyxy)
@@ -202,7 +233,8 @@ class Station:
             if self.thermal_only and track.frames_seen < THERMAL_ONLY_CONFIRM_FRAMES:
                 continue  # a face the thermal model saw once or twice is not yet a person
             if ready(track, pair.t, self.track_settings):
-                decision = decide(track, pair.t, self._level_of, self.track_settings.min_samples)
+                decision = decide(track, pair.t, self._level_of, self.track_settings.min_samples,
+                                  self.track_settings.best_share)
                 self._log_decision(decision, pair, thermal)
                 tick.decisions.append(decision)
         for decision in self._close_tracks(pair.t, pair.t):
@@ -274,17 +306,27 @@ class Station:
                 quality.add("several_faces")
             if self.calibration_expired:
                 quality.add("calibration_expired")
+            elif self.unreferenced:
+                quality.add("unreferenced")
             elif paused:
                 quality.add("blackbody_bad")
             if self._moving(int(ids[k]), pair):
                 quality.add("motion")
-            skin = None
+            skin, u_spot = None, 0.0
             if reading.apparent_c is not None and not quality:
-                skin = self.radiometer.skin_c(reading.apparent_c, reflected)
+                apparent = reading.apparent_c
+                if reading.site == "canthus" and reading.canthus_px is not None:
+                    spot = read_spot(thermal.celsius, reading.canthus_px, self.psf_sigma_px, self.noise_c)
+                    if spot is not None:  # the hot spot's peak, corrected for what the optics spread
+                        apparent, u_spot = spot.corrected_c, spot.u_c
+                skin = self.radiometer.skin_c(apparent, reflected)
+                if reading.roi_side_px < STEP_CLOSER_ROI_PX and reading.site == "canthus":
+                    quality.add("step_closer")  # read, but a step closer would read it better
             track = self.tracker.tracks[int(ids[k])]
             near = reading.roi_side_px >= self.measure_settings.near_roi_px and "off_axis" not in reading.quality
             track.near_now = reading.roi_side_px >= self.measure_settings.near_roi_px
-            add_reading(track, pair.t, skin, frozenset(quality), near, reading.site)
+            add_reading(track, pair.t, skin, frozenset(quality), near, reading.site, side_px=reading.roi_side_px,
+                        u_sys_c=math.hypot(u_spot, self.reference_u_c), noise_c=self.noise_c)
             self._thermal_boxes[track.track_id] = thermal_xyxy[k]
             out.append(
                 Measurement(
@@ -309,16 +351,17 @@ class Station:
         return shift > self.measure_settings.max_shift_px
 
     # ------------------------------------------------------------------ decisions and the log
-    def _level_of(self, skin_c: float | None, quality: frozenset[str], site: str = "canthus"
-                  ) -> tuple[str, float | None]:
-        return self.policy.decide(skin_c, quality, self.intake.last_t, site)
+    def _level_of(self, skin_c: float | None, quality: frozenset[str], site: str = "canthus",
+                  u_skin_c: float | None = None) -> Verdict:
+        return self.policy.judge(skin_c, quality, self.intake.last_t, site, u_skin_c)
 
     def _close_tracks(self, now: float, t: float) -> list[ScreeningDecision]:
         gone = self.tracker.ended(now)
         out = []
         for track in gone:
             if track.owes_retry(min_stand_s=self.track_settings.min_stand_s):
-                out.append(decide(track, t, self._level_of, self.track_settings.min_samples))
+                out.append(decide(track, t, self._level_of, self.track_settings.min_samples,
+                                  self.track_settings.best_share))
         return out
 
     def _purge_if_due(self) -> list[SystemEvent]:
@@ -363,6 +406,15 @@ class Station:
         if track is None or pair.visible is None or thermal_box is None:
             return {}
         return {"visible": _crop(pair.visible.image, track.box), "thermal": _crop(thermal.celsius, thermal_box)}
+
+
+def _thermal_camera(intake: Intake) -> str:
+    """The thermal camera's name as its recording or its source gives it ('' when neither says)."""
+    thermal = getattr(intake, "thermal", None)
+    recording = getattr(thermal, "recording", None)
+    if recording is not None:
+        return str(recording.thermal.camera)
+    return str(getattr(thermal, "name", ""))
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:

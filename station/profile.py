@@ -96,6 +96,11 @@ class Blackbody:
     tolerance_c: float = 0.3
 
 
+#: What a thermal camera's PSF sigma may be (px): below 0.2 px no f/1 lens in 8-14 µm gets on 12 µm pixels
+#: (diffraction alone is ~0.4 px); beyond 3 px the camera is out of focus and no canthus can be read.
+PSF_SIGMA_RANGE_PX: tuple[float, float] = (0.2, 3.0)
+
+
 @dataclass(frozen=True)
 class CalibrationProfile:
     station_id: str
@@ -106,6 +111,10 @@ class CalibrationProfile:
     schema_version: int = SCHEMA_VERSION
     #: Who made it (optional key; profiles written by ``station calibrate`` always carry it).
     technician: str | None = None
+    #: The thermal optics' point-spread function as a Gaussian sigma in pixels (optional ``[optics]``
+    #: table, from ``station calibrate spot-size``); None: the camera model's documented default
+    #: (:data:`station.spot_size.PSF_SIGMA_PX`).
+    optics_psf_sigma_px: float | None = None
 
     # ------------------------------------------------------------------ writing
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +143,8 @@ class CalibrationProfile:
                 "setpoint_c": float(self.blackbody.setpoint_c),
                 "tolerance_c": float(self.blackbody.tolerance_c),
             }
+        if self.optics_psf_sigma_px is not None:
+            out["optics"] = {"psf_sigma_px": float(self.optics_psf_sigma_px)}
         return out
 
     def to_toml(self) -> str:
@@ -216,6 +227,9 @@ class CalibrationProfile:
             blackbody=blackbody,
             schema_version=version,
             technician=read.text("technician") if "technician" in data else None,
+            optics_psf_sigma_px=(read.number("optics.psf_sigma_px", minimum=PSF_SIGMA_RANGE_PX[0],
+                                             maximum=PSF_SIGMA_RANGE_PX[1], unit="px")
+                                 if "optics" in data else None),
         )
 
     # ------------------------------------------------------------------ derived

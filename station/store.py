@@ -231,6 +231,13 @@ def m005_evidence(db: Database) -> None:
     })
 
 
+@MIGRATIONS()
+def m006_uncertainty(db: Database) -> None:
+    """Each decision's expanded uncertainty (k=2, °C) of its body temperature (null before it was logged,
+    and for a retry); older rows keep their hashes, as nulls stay out of the chain (station.chain)."""
+    db["screenings"].add_column("u95_c", float)
+
+
 # ---------------------------------------------------------------------- helpers
 def _compact(value: Any) -> str:
     """JSON as the log keeps it in text columns: sorted keys, no spaces."""
@@ -659,6 +666,7 @@ class EventStore:
             "alarm_id": None,
             "body_model": body_model,
             "site": decision.site if decision.skin_c is not None else None,
+            "u95_c": None if decision.u95_c is None else float(decision.u95_c),
             # The images' sha256 in the chained row itself: a snapshot row deleted or a file swapped shows
             # (station.chain). "{}" for an alarm kept without images, so none can be slipped in later.
             "snapshot_sha256": _compact(digests) if alarm else None,

@@ -9,18 +9,45 @@ it was decided also gets ``retry``, so nobody walks through unscreened without t
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from station.types import SITES, ScreeningDecision
+from station.types import ADVISORY_FLAGS, SITES, ScreeningDecision
+from station.uncertainty import reading_spread_u
 
 # Flags that say a face is not (yet) measurable at all, as opposed to measurable but spoiled.
 GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
 # Flags that say the station itself cannot screen just now, whoever stands there.
-PAUSED_FLAGS = frozenset({"blackbody_bad", "calibration_expired"})
+PAUSED_FLAGS = frozenset({"blackbody_bad", "calibration_expired", "unreferenced"})
+
+
+class Reading(NamedTuple):
+    """One good skin reading of a track: when, what, how well resolved, and its systematic uncertainty.
+
+    ``side_px``: thermal pixels across the canthus ROI (the resolution it was read at; 0 when unknown);
+    ``u_sys_c``: the standard uncertainty that does not average away over frames (the reference, the
+    spot-size correction at this resolution); ``noise_c``: the sensor's noise on one reading.
+    """
+
+    t: float
+    skin_c: float
+    side_px: float = 0.0
+    u_sys_c: float = 0.0
+    noise_c: float = 0.0
+
+
+class Verdict(NamedTuple):
+    """The alarm policy's answer for one person: level, body °C, its u95 and any flag the policy adds."""
+
+    level: str
+    body_c: float | None
+    u95_c: float | None = None
+    flags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -34,7 +61,12 @@ class TrackSettings:
     miss the face when it is found again); reacquire_widths: a face that matches no track by overlap
     joins a track lost this frame if it is within this many widths of where that track was last seen,
     at a similar size (0: never). For a kiosk, where one person stands at a time and a face the thermal
-    model loses comes back where it was, after a turn or a bow the prediction overshot."""
+    model loses comes back where it was, after a turn or a bow the prediction overshot.
+
+    settle_wait_s and best_share: where the canthus is best resolved. A hot spot a few pixels across reads
+    low (the optics spread it), less so the closer the person, so a track with enough readings still waits
+    while its face keeps growing (the person is still approaching), up to settle_wait_s after it became
+    screenable, and then decides on the readings taken at >= best_share of its best resolution."""
 
     min_samples: int = 3
     min_span_s: float = 0.2
@@ -45,6 +77,8 @@ class TrackSettings:
     max_predict_s: float = 0.6
     reacquire_widths: float = 0.0
     reacquire_ratio: float = 1.5
+    settle_wait_s: float = 0.8
+    best_share: float = 0.85
 
 
 @dataclass
@@ -60,9 +94,9 @@ class Track:
     first_screenable: float | None = None
     first_near: float | None = None  # first time the face stood near the station, measurable or not
     near_now: bool = False  # at the last reading, the face was near the station (facing it or not)
-    # (t, skin °C) of the good readings, by site: the canthi, and the forehead and mouth read while glasses
-    # hid the canthi; one median never mixes the two
-    samples: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {site: [] for site in SITES})
+    # the good readings, by site: the canthi, and the forehead and mouth read while glasses hid the canthi;
+    # one median never mixes the two
+    samples: dict[str, list[Reading]] = field(default_factory=lambda: {site: [] for site in SITES})
     flags: Counter = field(default_factory=Counter)
     frames_seen: int = 1
     decided: bool = False
@@ -187,9 +221,13 @@ class Tracker:
 
 
 def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False,
-                site: str = "canthus") -> None:
+                site: str = "canthus", *, side_px: float = 0.0, u_sys_c: float = 0.0,
+                noise_c: float = 0.0) -> None:
     """Record what one frame said about a track's face; ``near``: it stands at the station, even if too far
-    to measure; ``site``: where ``skin_c`` was read (``"forehead_mouth"`` when glasses hid the canthi)."""
+    to measure; ``site``: where ``skin_c`` was read (``"forehead_mouth"`` when glasses hid the canthi);
+    ``side_px``, ``u_sys_c``, ``noise_c``: see :class:`Reading`. Advisory flags (``step_closer``) never
+    withhold a reading."""
+    quality = frozenset(quality) - ADVISORY_FLAGS
     if (near or not quality & GEOMETRY_FLAGS) and track.first_near is None:
         track.first_near = t
     if not (quality & GEOMETRY_FLAGS):
@@ -198,7 +236,7 @@ def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset
         if track.first_screenable is None and not quality & PAUSED_FLAGS:
             track.first_screenable = t
     if skin_c is not None and not quality:
-        track.samples[site].append((t, float(skin_c)))
+        track.samples[site].append(Reading(t, float(skin_c), float(side_px), float(u_sys_c), float(noise_c)))
     if track.first_measurable is not None:  # on the approach, "too far" is no reason worth reporting
         for flag in quality:
             track.flags[flag] += 1
@@ -208,33 +246,63 @@ def ready(track: Track, t: float, settings: TrackSettings) -> bool:
     """Whether this track should be decided now (it has enough, or its time is up)."""
     if track.decided or track.first_measurable is None:
         return False
+    waited = track.first_screenable is not None and t - track.first_screenable >= settings.settle_wait_s
     for samples in track.samples.values():
-        if len(samples) >= settings.min_samples and samples[-1][0] - samples[0][0] >= settings.min_span_s:
-            return True
+        if len(samples) >= settings.min_samples and samples[-1].t - samples[0].t >= settings.min_span_s:
+            if waited or not _approaching(samples):
+                return True
     # The clock runs from the first reading screening allowed; while it is paused the decision waits for
     # the person to leave (then ``retry``, for the pause's reason).
     return track.first_screenable is not None and t - track.first_screenable >= settings.max_wait_s
 
 
-def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3) -> ScreeningDecision:
+def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3,
+           best_share: float = 1.0) -> ScreeningDecision:
     """The track's one decision: the median of its good readings, or ``retry`` with why.
 
     The canthi, the standard's site, decide whenever they gave enough readings; the second site (forehead
     and mouth, read while glasses hid the canthi) only when they did not. The two are never mixed: each
     site has its own skin-to-body model. Fewer than ``min_samples`` good readings are not enough even when
     time is up: one reading that slipped through among frames flagged ``glasses`` is more likely a failed
-    check than a measurement. ``level_of(skin_c | None, quality, site) -> (level, body_c)`` is the alarm
-    policy's verdict.
+    check than a measurement. ``level_of(skin_c | None, quality, site, u_skin_c) -> Verdict`` (or its
+    first two fields, ``(level, body_c)``) is the alarm policy's verdict; ``u_skin_c`` is the skin
+    reading's standard uncertainty. ``best_share`` (< 1) decides on the best-resolved readings only.
     """
     track.decided = True
     for site, samples in track.samples.items():  # in the order of SITES: the canthi first
         if len(samples) >= min_samples:
-            skin = float(np.median([s for _, s in samples]))
-            level, body = level_of(skin, frozenset(), site)
-            return ScreeningDecision(track.track_id, track.first_seen, t, skin, body, level, frozenset(), site)
+            chosen = best_resolved(samples, min_samples, best_share)
+            skin = float(np.median([r.skin_c for r in chosen]))
+            u_skin = math.hypot(reading_spread_u([r.skin_c for r in chosen], max(r.noise_c for r in chosen)),
+                                float(np.mean([r.u_sys_c for r in chosen])))
+            verdict = Verdict(*level_of(skin, frozenset(), site, u_skin))
+            return ScreeningDecision(track.track_id, track.first_seen, t, skin, verdict.body_c, verdict.level,
+                                     verdict.flags, site, verdict.u95_c)
     reasons = _main_reasons(track)
-    level, body = level_of(None, reasons, "canthus")
-    return ScreeningDecision(track.track_id, track.first_seen, t, None, body, level, reasons)
+    verdict = Verdict(*level_of(None, reasons, "canthus", None))
+    return ScreeningDecision(track.track_id, track.first_seen, t, None, verdict.body_c, verdict.level, reasons)
+
+
+def best_resolved(samples: list[Reading], min_samples: int, share: float) -> list[Reading]:
+    """The readings taken where the canthus was best resolved: within ``share`` of the largest ROI side,
+    and never fewer than ``min_samples`` (the best-resolved ones, then)."""
+    top = max(r.side_px for r in samples)
+    chosen = [r for r in samples if r.side_px >= share * top]
+    if len(chosen) < min_samples:
+        chosen = sorted(samples, key=lambda r: r.side_px, reverse=True)[:min_samples]
+    return chosen
+
+
+def _approaching(samples: list[Reading], window_s: float = 0.3, growth: float = 0.05) -> bool:
+    """Whether the face is still coming closer: its canthus ROI grew by more than ``growth`` over the last
+    ``window_s`` of readings (a person standing still sways a few percent; one walking up grows fast)."""
+    last = samples[-1]
+    if last.side_px <= 0:
+        return False
+    earlier = [r for r in samples if last.t - r.t >= window_s]
+    if not earlier:
+        return True  # too short a history to tell: the person only just became measurable
+    return last.side_px > (1.0 + growth) * earlier[-1].side_px
 
 
 def _main_reasons(track: Track) -> frozenset[str]:

@@ -189,8 +189,18 @@ class ThermalImage:
 
 
 QUALITY_FLAGS = frozenset(
-    {"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "calibration_expired", "motion"}
+    {"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "calibration_expired", "motion",
+     # no blackbody and no reference disc at a known temperature: no absolute temperature can be claimed
+     "unreferenced",
+     # a body temperature no living, walking person has: a measurement fault, never a level
+     "implausible",
+     # measured, but the interval (body_c +- u95_c) reaches the fever threshold: re-measure
+     "uncertain",
+     # advisory, never blocks a reading: measurable, but too few pixels span the canthus to read it well
+     "step_closer"}
 )
+#: Flags that advise the person but never withhold a reading.
+ADVISORY_FLAGS = frozenset({"step_closer"})
 LEVELS = ("normal", "elevated", "fever", "retry")
 #: Where a skin temperature was read: the inner canthi (the standard's site), or, for a person whose
 #: glasses hide them, the hottest of the forehead and mouth regions (:func:`station.measure.read_forehead_mouth`).
@@ -218,7 +228,7 @@ class Measurement:
 
     @property
     def good(self) -> bool:
-        return not self.quality and self.skin_c is not None
+        return not (self.quality - ADVISORY_FLAGS) and self.skin_c is not None
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,9 @@ class ScreeningDecision:
     level: str
     quality: frozenset[str] = frozenset()
     site: str = "canthus"  # where skin_c was read (a retry keeps the default)
+    #: Expanded uncertainty (k=2, °C) of body_c: readings' spread, sensor noise, the reference, the
+    #: spot-size correction and the skin-to-body model's residual (station.uncertainty). None for a retry.
+    u95_c: float | None = None
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -254,4 +267,5 @@ class ScreeningDecision:
             "level": self.level,
             "quality": sorted(self.quality),
             "site": self.site,
+            "u95_c": r(self.u95_c),
         }

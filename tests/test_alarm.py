@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from station.alarm import (
@@ -399,3 +401,34 @@ def test_without_a_glasses_model_the_second_site_is_not_measured() -> None:
         policy.decide(35.9, (), 0.0, site="forehead_mouth")
     with pytest.raises(ValueError, match="forehead_mouth model"):
         AlarmPolicy(AlarmSettings(), load_model(), load_model())
+
+
+# ---------------------------------------------------------------------- uncertainty and plausibility
+def test_every_measured_verdict_carries_its_interval_with_the_models_residual():
+    from station.body_model import load_model
+
+    policy = AlarmPolicy(AlarmSettings(), body_model=load_model())
+    verdict = policy.judge(35.3, frozenset(), 1.0, "canthus", u_skin_c=0.1)
+    assert verdict.level == "normal" and verdict.u95_c is not None
+    # the shipped model's cross-validated MAE (0.2415 °C) is 0.303 °C standard: 2 x hypot(0.303, 0.1) = 0.64
+    assert verdict.u95_c == pytest.approx(2 * math.hypot(0.2415 * math.sqrt(math.pi / 2), 0.1), abs=0.011)
+    assert policy.judge(35.3, frozenset(), 1.0, "canthus", u_skin_c=0.3).u95_c > verdict.u95_c
+
+
+def test_an_interval_reaching_the_fever_threshold_is_an_alarm_to_re_measure():
+    """37.6 +- 0.6 could be 38.2: never a quiet normal or a plain elevated, a re-measure."""
+    policy = AlarmPolicy(AlarmSettings(elevated_c=37.8, fever_c=38.0))
+    skin = 37.6 - AlarmSettings().skin_to_body_offset_c
+    verdict = policy.judge(skin, frozenset(), 1.0, u_skin_c=0.1)
+    assert verdict.level == "elevated" and "uncertain" in verdict.flags
+    far_below = policy.judge(36.9 - AlarmSettings().skin_to_body_offset_c, frozenset(), 2.0, u_skin_c=0.1)
+    assert far_below.level == "normal" and not far_below.flags
+
+
+@pytest.mark.parametrize("body_c", [33.05, 34.9, 42.5])
+def test_a_body_temperature_nobody_walking_has_is_a_measurement_fault(body_c):
+    """The uncorrected kiosk read 33.05 °C 'normal': outside 35-42 °C it is never a level, only a retry."""
+    policy = AlarmPolicy(AlarmSettings())
+    verdict = policy.judge(body_c - AlarmSettings().skin_to_body_offset_c, frozenset(), 1.0, u_skin_c=0.1)
+    assert verdict == ("retry", None, None, frozenset({"implausible"}))
+    assert policy.baseline_samples == 0  # and it teaches the baseline nothing

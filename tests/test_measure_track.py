@@ -101,7 +101,7 @@ def test_tracker_keeps_identity_and_ends_tracks():
     assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
 
 
-def level_of(skin, quality, site="canthus"):
+def level_of(skin, quality, site="canthus", u_skin=None):
     if skin is None:
         return "retry", None
     body = skin + 1.24
@@ -247,7 +247,7 @@ def test_a_track_decides_on_the_canthi_when_it_has_them_else_on_the_second_site(
         add_reading(track, t, skin, frozenset(), site="forehead_mouth")
     assert ready(track, 0.23, TrackSettings())
     seen = []
-    decision = decide(track, 0.23, lambda s, q, site: (seen.append(site), level_of(s, q))[1])
+    decision = decide(track, 0.23, lambda s, q, site, u: (seen.append(site), level_of(s, q))[1])
     assert decision.site == "forehead_mouth" and seen == ["forehead_mouth"]
     assert decision.skin_c == pytest.approx(36.0)
 
@@ -297,3 +297,40 @@ def test_read_skin_falls_back_to_the_second_site_only_for_glasses_alone():
     assert read_skin(img, img, turned, turned, glasses_site=True).quality == frozenset({"off_axis"})
     plain, plain_lm = face_frame()
     assert read_skin(plain, plain, plain_lm, plain_lm, glasses_site=True).site == "canthus"
+
+
+# ------------------------------------------------------------------ where the canthus is best resolved
+def test_a_person_still_approaching_is_decided_on_the_closest_readings():
+    """A hot spot reads higher as more pixels span it: wait while the face grows, decide on the nearest."""
+    track = Track(1, 0.0, 0.0, np.array([0, 0, 10, 10], float))
+    settings = TrackSettings()
+    # walking up: the canthus ROI grows 3 -> 6 px over 0.7 s and the reading climbs with it
+    for k in range(8):
+        t = 0.1 * k
+        add_reading(track, t, 35.0 + 0.05 * k, frozenset(), side_px=3.0 + 0.43 * k)
+        if t < 0.65:
+            assert not ready(track, t, settings), f"decided at {t:.1f} s while still approaching"
+    # stands still at the mark: the face stops growing, the decision comes
+    for k in range(8, 12):
+        add_reading(track, 0.1 * k, 35.4, frozenset(), side_px=6.0)
+    assert ready(track, 1.1, settings)
+    decision = decide(track, 1.1, level_of, settings.min_samples, settings.best_share)
+    assert decision.skin_c == pytest.approx(35.4)  # the far, low readings are left out
+
+
+def test_a_walker_who_never_stops_is_decided_within_the_budget():
+    track = Track(1, 0.0, 0.0, np.array([0, 0, 10, 10], float))
+    settings = TrackSettings()
+    add_reading(track, 0.0, 35.0, frozenset(), side_px=3.0)
+    track.first_screenable = 0.0
+    t = 0.0
+    while not ready(track, t, settings):
+        t += 0.1
+        add_reading(track, t, 35.0 + t, frozenset(), side_px=3.0 * (1 + t))
+    assert t <= settings.settle_wait_s + 0.1 + 1e-9  # within a frame of the wait, inside the 1 s budget
+
+
+def test_advice_to_step_closer_never_withholds_a_reading():
+    track = Track(1, 0.0, 0.0, np.array([0, 0, 10, 10], float))
+    add_reading(track, 0.0, 35.2, frozenset({"step_closer"}), side_px=3.5)
+    assert [r.skin_c for r in track.samples["canthus"]] == [35.2] and not track.flags

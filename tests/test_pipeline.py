@@ -24,7 +24,8 @@ from station.intake import open_intake
 from station.recording import Recording
 from station.store import EventStore
 
-SCREENING_KEYS = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality", "site"}
+SCREENING_KEYS = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality", "site",
+                  "u95_c"}
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +360,25 @@ def test_a_blackbody_roi_off_the_thermal_frame_is_one_line_when_the_frames_arriv
                                        "--events", str(tmp_path / "events.jsonl")])
     line = one_line_error(result)
     assert "roi [1000, 1000, 1010, 1010] is not inside the 160x120 thermal frame" in line
+
+
+def test_every_measured_decision_carries_its_uncertainty_to_the_log_and_the_export(demo_run, tmp_path):
+    """u95_c in the JSON line, the log's row and the auditor's export; a retry has none."""
+    import csv
+
+    lines, db = demo_run
+    screenings = [line for line in lines if line["type"] == "screening"]
+    measured = [line for line in screenings if line["body_c"] is not None]
+    assert measured and all(0.2 < line["u95_c"] < 1.5 for line in measured)
+    assert all(line["u95_c"] is None for line in screenings if line["body_c"] is None)
+    with EventStore.open_read_only(db) as store:
+        logged = {row["track_id"]: row["u95_c"] for row in store.screenings()}
+    assert {line["track_id"]: line["u95_c"] for line in screenings} == pytest.approx(logged, abs=0.005)
+    out = tmp_path / "export.csv"
+    result = CliRunner().invoke(main, ["export", "--from", "2020-01-01", "--to", "2090-01-01", "--format", "csv",
+                                       "--out", str(out), "--operator", "auditor", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    exported = list(csv.DictReader(out.open(newline="")))
+    assert len(exported) == len(screenings)
+    assert sorted(float(r["u95_c"]) for r in exported if r["u95_c"]) == \
+        pytest.approx(sorted(line["u95_c"] for line in measured), abs=0.005)

@@ -43,7 +43,9 @@ def mode(path: Path) -> int:
 
 def decision(track_id: int = 1, level: str = "normal", body: float | None = 36.9, quality=()) -> ScreeningDecision:
     skin = None if body is None else round(body - 1.24, 2)
-    return ScreeningDecision(track_id, 10.0 + track_id, 10.8 + track_id, skin, body, level, frozenset(quality))
+    u95 = None if body is None else 0.62
+    return ScreeningDecision(track_id, 10.0 + track_id, 10.8 + track_id, skin, body, level, frozenset(quality),
+                             u95_c=u95)
 
 
 def record(store: EventStore, d: ScreeningDecision, snapshots=None) -> int:
@@ -83,7 +85,8 @@ def test_new_database_is_private_in_wal_mode_and_migrated_once(db_path: Path) ->
     assert wal.exists() and mode(wal) == 0o600  # SQLite gives its side files the database's mode
     assert mode(Path(str(db_path) + "-shm")) == 0o600
     assert [m.name for m in MIGRATIONS.applied(store.db)] == ["m001_initial", "m002_hash_chains_and_exports",
-                                                              "m003_body_model", "m004_site", "m005_evidence"]
+                                                              "m003_body_model", "m004_site", "m005_evidence",
+                                                              "m006_uncertainty"]
     assert {"screenings", "system_events", "acknowledgements", "snapshots"} <= set(store.db.table_names())
     store.close()
     store.close()  # idempotent
@@ -96,7 +99,8 @@ def test_reopening_is_idempotent_and_keeps_the_data(db_path: Path) -> None:
         record(store, decision(2))
         rows = list(store.db.query("SELECT name FROM _sqlite_migrations"))
         assert rows == [{"name": "m001_initial"}, {"name": "m002_hash_chains_and_exports"},
-                        {"name": "m003_body_model"}, {"name": "m004_site"}, {"name": "m005_evidence"}]
+                        {"name": "m003_body_model"}, {"name": "m004_site"}, {"name": "m005_evidence"},
+                        {"name": "m006_uncertainty"}]
         assert [r["track_id"] for r in store.screenings()] == [1, 2]
         assert store.db.journal_mode == "wal"
 
@@ -237,6 +241,7 @@ def test_screening_round_trip(store: EventStore) -> None:
         "body_model": None,
         "site": "canthus",
         "snapshot_sha256": "{}",  # an alarm kept without images records that it has none
+        "u95_c": 0.62,
     }
 
 

@@ -23,29 +23,36 @@ def kiosk() -> Path:
     return KIOSK
 
 
-def _screen(kiosk: Path, tmp_path: Path, name: str) -> list[dict]:
+def _screen(kiosk: Path, tmp_path: Path, name: str, *extra: str, system: list | None = None) -> list[dict]:
     out = tmp_path / Path(name).stem
     runner = CliRunner()
     assert runner.invoke(main, ["import", str(kiosk / name), str(out)]).exit_code == 0
     result = runner.invoke(main, ["run", "--recording", str(out), "--headless", "--fast", "--db",
-                                  str(tmp_path / "station.db")])
+                                  str(tmp_path / "station.db"), *extra])
     assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.output.splitlines() if line.startswith('{"type": "screening"')]
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    if system is not None:
+        system.extend(line for line in lines if line["type"] == "system")
+    return [line for line in lines if line["type"] == "screening"]
 
 
-def test_three_people_at_a_kiosk_are_three_decisions(kiosk, tmp_path, face_model):
-    decisions = _screen(kiosk, tmp_path, "TKO8-810440-2021-03-23T22:40:09.052Z.cptv")
-    assert [d["level"] for d in decisions] == ["normal", "normal", "normal"]
-    # an uncorrected Lepton reads canthi a degree or two low: plausible skin, never a fever
-    assert all(32.0 < d["skin_c"] < 37.0 for d in decisions)
+def test_three_people_at_an_unreferenced_kiosk_are_three_decisions_and_no_temperature(kiosk, tmp_path, face_model):
+    """Without its disc's temperature a Lepton (+-5 °C) gives no absolute number: everyone counted, nobody
+    called normal, and the start says why."""
+    system: list[dict] = []
+    decisions = _screen(kiosk, tmp_path, "TKO8-810440-2021-03-23T22:40:09.052Z.cptv", system=system)
+    assert [d["level"] for d in decisions] == ["retry", "retry", "retry"]
+    assert all(d["quality"] == ["unreferenced"] and d["body_c"] is None for d in decisions)
+    assert any(line["kind"] == "unreferenced" for line in system)
 
 
 def test_a_spectacle_wearer_at_a_kiosk_is_measured_on_the_forehead_and_mouth(kiosk, tmp_path, face_model):
     """The lenses read near room temperature (the canthi are hidden), so the station reads the second site,
     with its own body model, instead of sending the person away to remove their glasses."""
-    [decision] = _screen(kiosk, tmp_path, "fs-1220-816619-2021-03-31T21:19:04.180Z.cptv")
+    [decision] = _screen(kiosk, tmp_path, "fs-1220-816619-2021-03-31T21:19:04.180Z.cptv", "--reference-c", "35.8")
     assert decision["site"] == "forehead_mouth" and decision["level"] == "normal"
     assert 32.0 < decision["skin_c"] < 37.0 and decision["quality"] == []
+    assert 0.3 < decision["u95_c"] < 1.5
 
 
 def test_an_empty_kiosk_recording_raises_nothing(kiosk, tmp_path, face_model):

@@ -364,3 +364,14 @@ def test_a_storage_fault_is_shown_until_the_log_recovers(window, qtbot):
     assert "STORAGE FAULT" in win.system_strip.text() and win.system_strip.isVisibleTo(win)
     win.on_system_event(SystemEvent("storage_recovered", 9.0, "12 rows kept in memory are now logged"))
     assert "STORAGE FAULT" not in win.system_strip.text()
+
+
+def test_temperatures_show_their_interval_and_an_uncertain_alarm_asks_to_re_measure():
+    from ui.alarm_banner import temperature_text
+
+    assert temperature_text(37.94, 0.61) == "37.9 ± 0.7 °C"  # rounded up: never tighter than it is
+    assert temperature_text(37.94) == "37.9 °C"
+    alarm = PendingAlarm(1, 4, "elevated", 37.7, 36.4, 10.0, u95_c=0.62, uncertain=True)
+    assert alarm.headline() == "ELEVATED 37.7 ± 0.7 °C — re-measure this person"
+    assert PendingAlarm(2, 5, "fever", 38.9, 37.6, 11.0, u95_c=0.6).headline() == \
+        "FEVER 38.9 ± 0.6 °C — check this person"

@@ -7,6 +7,7 @@ more are waiting. Nothing but an acknowledgement removes an alarm.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +32,23 @@ class PendingAlarm:
     snapshot_bgr: np.ndarray | None = None
     emitted_at: float | None = None  # perf_counter when the engine sent it; shown_at when the banner did
     shown_at: float | None = None
+    u95_c: float | None = None  # the body temperature's expanded uncertainty (k=2)
+    uncertain: bool = False  # the interval reaches the fever threshold: re-measure before deciding
 
     def headline(self) -> str:
-        temp = "" if self.body_c is None else f" {self.body_c:.1f} °C"
-        return f"{self.level.upper()}{temp} — check this person"
+        temp = "" if self.body_c is None else f" {temperature_text(self.body_c, self.u95_c)}"
+        ask = "re-measure this person" if self.uncertain else "check this person"
+        return f"{self.level.upper()}{temp} — {ask}"
+
+
+def temperature_text(body_c: float, u95_c: float | None = None) -> str:
+    """A body temperature as a guard reads it, with its 95 % interval when known: ``37.9 ± 0.6 °C``.
+
+    The interval is rounded up to the tenth shown, so it never looks tighter than it is.
+    """
+    if u95_c is None:
+        return f"{body_c:.1f} °C"
+    return f"{body_c:.1f} ± {math.ceil(u95_c * 10.0 - 1e-9) / 10.0:.1f} °C"
 
 
 def bgr_pixmap(image: np.ndarray, height: int) -> QPixmap:

@@ -40,7 +40,7 @@ from station.pipeline import Station, Tick
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 from ui.ack_dialog import AcknowledgeDialog
-from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap
+from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap, temperature_text
 from ui.settings_dialog import SettingsDialog
 from ui.sound import AlarmSound
 from ui.views import FaceMark, ImageView, ThermalView
@@ -76,10 +76,12 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.list, 1)
 
     def add(self, level: str, body_c: float | None, quality, wall: str, thumbnail=None,
-            site: str | None = "canthus") -> None:
+            site: str | None = "canthus", u95_c: float | None = None) -> None:
         """One screening at the top; ``thumbnail`` (BGR) only for alarms: the least image that helps.
-        A temperature read on the forehead and mouth (glasses hid the canthi) says so."""
-        temp = "" if body_c is None else f" {body_c:.1f} °C" + (SITE_NOTE if site == "forehead_mouth" else "")
+        A temperature read on the forehead and mouth (glasses hid the canthi) says so, and every one
+        carries its 95 % interval when the log has it."""
+        temp = "" if body_c is None else (f" {temperature_text(body_c, u95_c)}"
+                                          + (SITE_NOTE if site == "forehead_mouth" else ""))
         why = f" ({', '.join(sorted(quality))})" if level == "retry" and quality else ""
         item = QListWidgetItem(f"{wall}  {level.upper()}{temp}{why}")
         item.setData(Qt.ItemDataRole.UserRole, level)
@@ -101,7 +103,7 @@ class HistoryPanel(QWidget):
                     if snap["kind"] == "visible":
                         thumbnail = cv2.imread(str(snapshots_dir / snap["path"]))
             wall = str(row.get("wall_time") or "")[11:19]
-            self.add(row["level"], row["body_c"], row["quality"], wall, thumbnail, row.get("site"))
+            self.add(row["level"], row["body_c"], row["quality"], wall, thumbnail, row.get("site"), row.get("u95_c"))
 
     def _apply_filter(self, level: str) -> None:
         for k in range(self.list.count()):
@@ -274,10 +276,12 @@ class MainWindow(QMainWindow):
         self.counts["screened"] += 1
         self.counts[d.level] += 1
         self._update_counters()
-        self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr, d.site)
+        self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr, d.site,
+                         d.u95_c)
         if d.level in ("elevated", "fever"):
             alarm = PendingAlarm(note.screening_id, d.track_id, d.level, d.body_c, d.skin_c, d.t_decided,
-                                 note.snapshot_bgr, emitted_at=note.emitted_at)
+                                 note.snapshot_bgr, emitted_at=note.emitted_at, u95_c=d.u95_c,
+                                 uncertain="uncertain" in d.quality)
             self.banner.push(alarm)
             alarm.shown_at = time.perf_counter()
             self.sound.play()
@@ -313,6 +317,8 @@ class MainWindow(QMainWindow):
             return f"camera lost: {', '.join(sorted(self.lost))}"
         if self.station is not None and self.station.calibration_expired:
             return "calibration expired: ask a technician to recalibrate"
+        if self.station is not None and self.station.unreferenced:
+            return "no temperature reference: nobody is screened"
         if tick is not None and tick.screening_paused:
             kind = self.blackbody_state[0] if self.blackbody_state else "blackbody_not_seen"
             return kind.replace("blackbody_", "blackbody ").replace("_", " ")
@@ -350,7 +356,7 @@ class MainWindow(QMainWindow):
                 level, label = "retry", ""
             elif decision is not None:
                 level = decision.level
-                label = f"{decision.body_c:.1f} °C" if decision.body_c is not None else "RETRY"
+                label = temperature_text(decision.body_c, decision.u95_c) if decision.body_c is not None else "RETRY"
                 if decision.body_c is not None and decision.site == "forehead_mouth":
                     label += SITE_NOTE
                 if decision.level == "retry":
@@ -393,8 +399,11 @@ class MainWindow(QMainWindow):
             problems.append(f"BLACKBODY: {self.blackbody_state[0].removeprefix('blackbody_').replace('_', ' ')}")
         if self.station is not None and self.station.calibration_expired:
             problems.append("CALIBRATION EXPIRED")
+        if self.station is not None and self.station.unreferenced:
+            problems.append("NO TEMPERATURE REFERENCE: no blackbody or reference disc, nobody is screened")
         if self.storage_fault:
-            problems.append("STORAGE FAULT: decisions are held in the spill file beside the log until the log can be written")
+            problems.append("STORAGE FAULT: decisions are held in the spill file beside the log until it can be "
+                            "written")
         self.system_strip.setText(" · ".join(problems))
         self.system_strip.setVisible(bool(problems))
 
