@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from calibration.cli_blackbody import blackbody_command, verify_command
+from calibration.cli_spot_size import spot_size_command
 from station import verification
 from station.cli_group import CONTEXT, StationGroup
 from station.errors import StationError
@@ -49,6 +50,7 @@ def calibrate() -> None:
 
 calibrate.add_command(blackbody_command, "blackbody")
 calibrate.add_command(verify_command, "verify")
+calibrate.add_command(spot_size_command, "spot-size")
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -361,7 +363,11 @@ def _describe(path: Path, profile: CalibrationProfile, max_age_days: float) -> N
         bb = profile.blackbody
         click.echo(f"  blackbody ROI {list(bb.roi)}, set point {bb.setpoint_c:.2f} °C ± {bb.tolerance_c:.2f}")
     else:
-        click.echo("  no blackbody: readings are not corrected for drift")
+        click.echo("  no blackbody: nothing ties the camera's numbers to degrees, so the station screens nobody")
+    if profile.optics_psf_sigma_px is not None:
+        click.echo(f"  optics PSF sigma {profile.optics_psf_sigma_px:.3f} px (measured: station calibrate spot-size)")
+    else:
+        click.echo("  optics PSF: the camera model's default (station calibrate spot-size measures it)")
     if age > max_age_days:
         click.echo(f"warning: the calibration is {age:.0f} days old, past the {max_age_days:g}-day maximum: "
                    "the station pauses screening until it is recalibrated", err=True)
