@@ -102,9 +102,13 @@ def test_drift_stays_within_its_amplitude_and_moves(sim):
     assert np.ptp(drift) > 0.8
 
 
-def test_canthus_is_the_hottest_point_of_the_upper_face(sim):
-    """Above the nose the canthi are the warmest skin; the lips may be warmer (the FDA study's mouth
-    maximum is within half a degree of the canthi either way), so the mouth is left out."""
+def test_canthus_reads_through_the_camera_at_most_its_true_temperature(sim):
+    """Through the camera, the canthus reads no hotter than it is and, by the spot-size effect, lower:
+    the lens and the pixels average its small hot spot with the cooler skin around it, by up to the
+    spot's contrast. (The painted face's hottest point above the nose is the canthus itself:
+    ``tests/test_sim_optics.py``. Through the camera, a broad warm forehead may now read hotter than a
+    small canthus, as on real thermograms, so the hottest pixel of the upper face is no longer asserted
+    to sit on a canthus.)"""
     checked = 0
     for person in sim.people:
         if person.glasses:
@@ -114,20 +118,15 @@ def test_canthus_is_the_hottest_point_of_the_upper_face(sim):
         if not sim.in_zone(person, pose):
             continue
         apparent = sim.apparent_temperature(t)
-        canthi = sim.rig.thermal.project(sim.canthi_m(person, pose))
+        canthi = np.rint(sim.rig.thermal.project(sim.canthi_m(person, pose))).astype(int)
+        reading = max(float(apparent[cy - 1 : cy + 2, cx - 1 : cx + 2].max()) for cx, cy in canthi)
         outline = sim.rig.thermal.project(sim.face_outline_m(person, pose))
         x1, y1 = np.floor(outline.min(axis=0)).astype(int)
         x2, y2 = np.ceil(outline.max(axis=0)).astype(int)
-        spacing = float(np.linalg.norm(canthi[1] - canthi[0]))
-        y2 = min(y2, int(np.ceil(canthi[:, 1].max() + 0.5 * spacing)))  # down to about the nose tip
-        face = apparent[y1:y2, x1:x2]
-        iy, ix = np.unravel_index(np.argmax(face), face.shape)
-        hottest = np.array([x1 + ix, y1 + iy])
-        assert np.min(np.linalg.norm(canthi - hottest, axis=1)) <= 1.5, person.person_id
-        # The hottest pixel is the canthus as the camera sees it: the true temperature, less what an
-        # emissivity of 0.98 loses to the cooler room it reflects, less a little optical blur.
-        loss = (1 - SKIN_EMISSIVITY) * (person.canthus_c - sim.ambient_c)
-        assert person.canthus_c - loss - 0.25 <= face.max() <= person.canthus_c - loss + 0.02
+        loss = (1 - SKIN_EMISSIVITY) * (person.canthus_c - sim.ambient_c)  # emissivity 0.98 reflects the room
+        true_reading = person.canthus_c - loss
+        assert true_reading - person.canthus_spot.contrast_c - 0.1 <= reading <= true_reading + 0.02
+        assert reading > float(np.median(apparent[y1:y2, x1:x2])) + 0.3, "the canthi still stand out of the face"
         checked += 1
     assert checked >= 5
 

@@ -13,6 +13,12 @@ The thermal face follows the literature on facial thermograms: the inner canthi 
 forehead about half a degree to one degree below the canthi, cheeks cooler, the nose tip coolest, hair
 near the air temperature, and spectacle lenses opaque at 8-14 µm, so they show their own (near-ambient)
 temperature and hide the canthi behind them.
+
+Each inner canthus is a small hot spot painted with the rest of the face, before any optics: its size,
+profile and contrast are the person's own (:class:`~station.sim.people.CanthusSpot`), its centre is
+exactly the canthus temperature, and the skin around it stands ``contrast_c`` lower. Nothing here blurs
+it: the only optical blur is the camera's (:mod:`station.sim.optics`), so a small, peaked or high-contrast
+spot reads low through a coarse camera as it would through a real one.
 """
 
 from __future__ import annotations
@@ -41,8 +47,12 @@ LENS_AXES_M = (0.025, 0.017)
 # Each inner canthus sits about a quarter of the eye-to-eye distance inward from its eye's centre,
 # that is 0.26 IPD from the midline (palpebral fissures are ~30 mm wide for a 63 mm IPD).
 CANTHUS_FROM_MIDLINE = 0.26
-CANTHUS_PLATEAU_M = 0.005  # radius of the hottest region around each inner canthus
-CANTHUS_FALLOFF_M = 0.006
+# The skin around each canthus (eyelids, the side of the nose's bridge) within about this radius stands at
+# the person's canthus temperature less the spot's contrast; farther out the face keeps its own pattern.
+PERIORBITAL_SIGMA_M = 0.008
+# The temperature field of skin is smooth on the scale of a few millimetres (heat spreads in tissue):
+# the face's broad pattern is smoothed by this much before the canthus spots go on.
+SKIN_SMOOTHING_M = 0.0025
 
 SKIN_EMISSIVITY = 0.98
 HAIR_EMISSIVITY = 0.97
@@ -199,11 +209,18 @@ def lips_below_canthus_c(person: Person) -> float:
 
 
 def thermal_head(person: Person, ambient_c: float) -> Texture:
-    """Channels: true temperature (°C) and emissivity."""
+    """Channels: true temperature (°C) and emissivity.
+
+    The broad pattern (forehead, cheeks, nose, lips, jaw, eyes, hair) is painted and smoothed first; the
+    skin around each inner canthus is set ``contrast_c`` below the canthus; then each canthus's hot spot
+    rises from there to its own temperature (:func:`canthus_temperatures`), reached at the texel nearest
+    the canthus, so the texture's hottest point there *is* the true temperature. No blur follows.
+    """
     xx, yy = _grid(HEAD_SIZE_PX, TEXEL_M)
     hair = _ellipse(xx, yy, HAIR_CENTRE_M, HAIR_AXES_M)
     face = _ellipse(xx, yy, FACE_CENTRE_M, FACE_AXES_M, feather_m=0.004)
     tc = person.canthus_c
+    spot = person.canthus_spot
     forehead_drop, cheek_drop, nose_drop = person.face_pattern_c
 
     def bump(cx, cy, sx, sy):
@@ -218,19 +235,25 @@ def thermal_head(person: Person, ambient_c: float) -> Texture:
     skin = skin * (1 - lips) + (tc - lips_below_canthus_c(person)) * lips
     r = np.sqrt(((xx - FACE_CENTRE_M[0]) / FACE_AXES_M[0]) ** 2 + ((yy - FACE_CENTRE_M[1]) / FACE_AXES_M[1]) ** 2)
     skin -= 1.2 * np.clip(r, 0, 1) ** 4  # the jaw line and temples lose more heat
+    canthi = canthus_positions_m(person.ipd_m)
+    surround_c = tc - spot.contrast_c
+    for cx, cy in canthi:
+        near = bump(cx, cy, PERIORBITAL_SIGMA_M, PERIORBITAL_SIGMA_M)
+        skin = skin * (1 - near) + surround_c * near
+    # The eyes' surface is cooler than the canthus beside it, and no warmer than the skin around it.
+    eye_c = tc - max(0.45, spot.contrast_c + 0.1)
     for eye_x in (-person.ipd_m / 2, person.ipd_m / 2):
         eye = _ellipse(xx, yy, (eye_x, 0.0), (0.013, 0.006), 0.002)
-        skin = skin * (1 - eye) + (tc - 0.45) * eye
+        skin = skin * (1 - eye) + eye_c * eye
     hair_c = ambient_c + 4.5
     temp = hair_c * (1 - face) + skin * face
-    temp = cv2.GaussianBlur(temp.astype(np.float32), (0, 0), 2.5)
+    temp = cv2.GaussianBlur(temp.astype(np.float32), (0, 0), SKIN_SMOOTHING_M / TEXEL_M)
 
-    # The canthi go on after the blur so their plateau keeps exactly the true temperature.
-    for (cx, cy), peak in zip(canthus_positions_m(person.ipd_m), canthus_temperatures(person), strict=True):
-        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        s = np.clip((d - CANTHUS_PLATEAU_M) / CANTHUS_FALLOFF_M, 0, 1)
-        weight = 1.0 - s * s * (3 - 2 * s)  # 1 on the plateau, easing to 0 at its rim
-        temp = np.maximum(temp, temp * (1 - weight) + peak * weight)
+    # The hot spots, centred on the texel nearest each canthus (within half a millimetre of it).
+    for (cx, cy), peak in zip(canthi, canthus_temperatures(person), strict=True):
+        sx, sy = xx[0, np.argmin(np.abs(xx[0] - cx))], yy[np.argmin(np.abs(yy[:, 0] - cy)), 0]
+        weight = spot.profile(np.sqrt((xx - sx) ** 2 + (yy - sy) ** 2)).astype(np.float32)
+        temp = np.maximum(temp, temp + (peak - temp) * weight)
     emissivity = HAIR_EMISSIVITY * (1 - face) + SKIN_EMISSIVITY * face
 
     if person.glasses:

@@ -135,6 +135,13 @@ def thermal_background(
     return temp.astype(np.float32)
 
 
+def surface_depth_m(room: Room, camera: PinholeCamera, supersample: int) -> np.ndarray:
+    """How far in front of the camera (along its axis) the room's surface is at each (sub)pixel, in metres:
+    what the lens's focus acts on."""
+    point, _ = _hits(room, camera.ray_directions(supersample))
+    return (point @ camera.rotation.T)[..., 2].astype(np.float32)
+
+
 def _paint(img: np.ndarray, mask: np.ndarray, colour) -> None:
     colour = np.asarray(colour, dtype=np.float32)
     if colour.ndim == 1:

@@ -16,6 +16,7 @@ import numpy as np
 
 from station.sim.appearance import Texture
 from station.sim.camera import PinholeCamera
+from station.sim.optics import defocus
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,22 @@ class Billboard:
     origin_px: tuple[float, float]
 
     @classmethod
-    def from_values(cls, values: np.ndarray, alpha: np.ndarray, texture: Texture, n_levels: int = 4) -> Billboard:
+    def from_values(cls, values: np.ndarray, alpha: np.ndarray, texture: Texture, n_levels: int = 4,
+                    defocus_texels: float = 0.0) -> Billboard:
         """Build from per-texel values (h, w) or (h, w, C) and alpha, with a pyramid against aliasing.
 
         Faces 3 m away shrink a 1 mm texel to a fifth of a pixel; sampling the full-resolution texture
         there would shimmer from frame to frame, so far layers sample a pre-filtered coarser level.
+
+        ``defocus_texels``: the diameter of the lens's blur disc carried back onto this plane
+        (:func:`~station.sim.optics.defocus_in_object_plane_m`), in texels. For a plane facing the camera,
+        blurring the premultiplied texture (values and alpha alike) by that disc is what defocus does to
+        its image, edges included: they fade into what lies behind when composited.
         """
         if values.ndim == 2:
             values = values[..., None]
         base = np.dstack([values * alpha[..., None], alpha]).astype(np.float32)
+        base = defocus(base, defocus_texels)
         levels = [base]
         for _ in range(n_levels - 1):
             if min(levels[-1].shape[:2]) < 16:

@@ -7,7 +7,9 @@ recording regenerates byte for byte, and the live simulated camera can render an
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -17,10 +19,10 @@ import cv2
 import numpy as np
 
 from station.profile import Blackbody, CalibrationProfile, Radiometry, Registration
-from station.sim import appearance
-from station.sim.background import Room, thermal_background, visible_background
+from station.sim import appearance, optics
+from station.sim.background import Room, surface_depth_m, thermal_background, visible_background
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
-from station.sim.people import Person, Pose, plan_visitors
+from station.sim.people import DWELL_S, EYE_HEIGHT_M, WALK_SPEED_M_S, Person, Pose, draw_canthus_spot, plan_visitors
 from station.sim.photos import face_photos
 from station.sim.render import Billboard, billboard_axes, draw
 from station.sim.sensors import SENSORS, SensorFlaws, ThermalSensorModel
@@ -28,7 +30,6 @@ from station.types import Frame, Stream
 
 VISIBLE_SIZE = (640, 480)
 VISIBLE_HFOV_DEG = 60.0
-THERMAL_SUPERSAMPLE = 3
 CANTHUS_ROI_SIDE = 0.25  # side of a canthus ROI as a share of the person's own eye-to-eye distance
 CANTHUS_ROI_M = 0.016  # that side for the mean eye distance (63-64 mm): where the floor marker goes
 MIN_ROI_PX = 3  # IEC 80601-2-59: the measured spot must cover at least 3x3 detector pixels
@@ -58,6 +59,10 @@ class SceneRendering:
     calibration session with the same seed stand in the same room; the room's backgrounds; and the last
     steps of a frame, the visible camera's blur and noise and the thermal optics.
 
+    The thermal camera is rendered as :mod:`station.sim.optics` describes: in-band radiance on a grid
+    ``sensor.oversample`` times finer than the detector, each surface defocused by its own distance, then
+    the lens-and-pixel kernel and a reading at every pixel's centre (:meth:`_through_thermal_optics`).
+
     A subclass calls :meth:`_draw_scene` first in its set-up, sets ``_scene_rng_seed`` when its own draws
     are done, has a ``config`` with a ``seed``, and renders (``render_visible``, ``render_thermal``), orders
     (``timeline``) and describes (``truth_records``, ``profile``, ``describe``) its own frames, which
@@ -71,8 +76,11 @@ class SceneRendering:
     outdoor_c: float
     _scene_rng_seed: int
 
-    def _draw_scene(self, rng: np.random.Generator, thermal_camera: str) -> None:
-        self.sensor = SENSORS[thermal_camera]
+    def _draw_scene(self, rng: np.random.Generator, thermal_camera: str, thermal_hfov_deg: float | None = None) -> None:
+        """``thermal_hfov_deg``: another lens on the same detector (a narrower field of view is a longer
+        focal length at the same f-number: more pixels on a face, and more defocus off the focus distance)."""
+        sensor = SENSORS[thermal_camera]
+        self.sensor = sensor if thermal_hfov_deg is None else dataclasses.replace(sensor, hfov_deg=thermal_hfov_deg)
         self.rig = build_rig(self.sensor)
         self.room = Room()
         self.ambient_c = float(rng.uniform(20.5, 24.0))
@@ -82,11 +90,39 @@ class SceneRendering:
     def _visible_background(self) -> np.ndarray:
         return visible_background(self.room, self.rig.visible, np.random.default_rng([self._scene_rng_seed, 1]))
 
+    @property
+    def thermal_oversample(self) -> int:
+        """Fine samples per thermal pixel and axis: the grid the thermal scene is drawn and blurred on."""
+        return self.sensor.oversample
+
     @cached_property
     def _thermal_background(self) -> np.ndarray:
-        temp = thermal_background(self.room, self.rig.thermal, self.ambient_c, self.outdoor_c, THERMAL_SUPERSAMPLE,
+        """The room's in-band signal on the fine grid, each surface defocused by its own distance.
+
+        The room lies 2-7 m away, beyond the focus; its blur discs are grouped in quarter-sample steps and
+        each group blurred once (the room does not move, so this is done once per scene).
+        """
+        s = self.thermal_oversample
+        temp = thermal_background(self.room, self.rig.thermal, self.ambient_c, self.outdoor_c, s,
                                   np.random.default_rng([self._scene_rng_seed, 2]))
-        return self.sensor.planck.signal(temp).astype(np.float32)
+        signal = self.sensor.planck.signal(temp).astype(np.float32)
+        lens = self.sensor.optics
+        depth = surface_depth_m(self.room, self.rig.thermal, s)
+        distances = np.linspace(float(depth.min()), float(depth.max()), 64)
+        diameters = np.array([optics.defocus_diameter_um(lens, d) for d in distances]) / lens.fine_um
+        steps = np.round(np.interp(depth, distances, diameters) * 4.0) / 4.0
+        out = signal.copy()
+        for diameter in np.unique(steps):
+            mask = steps == diameter
+            out[mask] = optics.defocus(signal, float(diameter))[mask]
+        return out
+
+    def _defocus_texels(self, point_m: np.ndarray, texel_m: float) -> float:
+        """The thermal lens's blur disc for a surface through ``point_m``, in texels of that surface, in
+        steps of a twentieth of a texel (so a layer blurred once can serve every frame that needs it)."""
+        depth = float(self.rig.thermal.to_camera(np.asarray(point_m)[None])[0, 2])
+        diameter = optics.defocus_in_object_plane_m(self.sensor.optics, depth) / texel_m
+        return round(diameter * 20.0) / 20.0
 
     def _visible_frame(self, canvas: np.ndarray, t: float, index: int) -> Frame:
         """A composed visible canvas (BGR, 0-1) through the camera's slight blur and noise, as 8 bits."""
@@ -97,10 +133,15 @@ class SceneRendering:
         return Frame(image=image, t=t, index=index, meta={"camera": "simulated-visible"})
 
     def _through_thermal_optics(self, signal: np.ndarray) -> np.ndarray:
-        """A supersampled in-band signal down to the sensor's pixels and blur, as apparent °C."""
-        signal = cv2.resize(signal, (self.sensor.width, self.sensor.height), interpolation=cv2.INTER_AREA)
-        signal = cv2.GaussianBlur(signal, (0, 0), self.sensor.blur_sigma_px)
-        return self.sensor.planck.celsius(signal)
+        """The fine in-band signal through the lens and onto the detector's pixels, as apparent °C.
+
+        Convolved with the lens-and-pixel kernel (diffraction over 8-14 µm, aberrations, the pixel's
+        footprint: :func:`~station.sim.optics.pixel_kernel`) and read at each pixel's centre, in radiance;
+        only then turned into temperature through the sensor's Planck curve.
+        """
+        lens = self.sensor.optics
+        pixels = optics.sample_pixels(signal, optics.pixel_kernel(lens), lens.oversample)
+        return self.sensor.planck.celsius(np.maximum(pixels, 1e-6))
 
     def render(self, stream: Stream, index: int) -> Frame:
         return self.render_visible(index) if stream == "visible" else self.render_thermal(index)  # type: ignore[attr-defined]
@@ -156,10 +197,28 @@ class SimulationConfig:
     recorded_at: str = "2026-11-23T10:00:00Z"
     lead_in_s: float = 0.4
     tail_s: float = 0.6
+    # How people move and how tall they are: the ranges each person's pace (mean over the walk up), time
+    # standing at the mark and eye height are drawn from. walk_through: nobody stops; everyone walks at
+    # a steady pace past the mark and on past the station's side.
+    walk_speed_m_s: tuple[float, float] = WALK_SPEED_M_S
+    dwell_s: tuple[float, float] = DWELL_S
+    walk_through: bool = False
+    eye_height_m: tuple[float, float] = EYE_HEIGHT_M
+    # Another lens on the thermal camera (horizontal field of view, degrees); None: the sensor's own.
+    thermal_hfov_deg: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("walk_speed_m_s", "dwell_s", "eye_height_m"):  # JSON gives lists back; keep tuples
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if self.thermal_camera not in SENSORS:
             raise ValueError(f"thermal_camera: expected one of {', '.join(SENSORS)}, got {self.thermal_camera!r}")
+        for name, low, high, unit in (("walk_speed_m_s", 0.2, 3.0, "m/s"), ("dwell_s", 0.0, 30.0, "s"),
+                                      ("eye_height_m", 1.0, 2.1, "m")):
+            a, b = getattr(self, name)
+            if not low <= a <= b <= high:
+                raise ValueError(f"{name}: expected a range from {low} to {high} {unit}, low end first, got {(a, b)}")
+        if self.thermal_hfov_deg is not None and not 10.0 <= self.thermal_hfov_deg <= 100.0:
+            raise ValueError(f"thermal_hfov_deg: expected 10 to 100°, got {self.thermal_hfov_deg}")
         if not 0.0 <= self.fever_fraction <= 1.0:
             raise ValueError(f"fever_fraction: expected a fraction from 0 to 1, got {self.fever_fraction}")
         if self.people < 1:
@@ -170,10 +229,13 @@ class SimulationConfig:
 
 @dataclass
 class _Layers:
+    """A person's billboards: the visible ones ready to draw; the thermal ones as in-band signal and alpha,
+    drawn defocused for each distance (:meth:`Simulation._thermal_board`)."""
+
     visible_head: Billboard
     visible_torso: Billboard
-    thermal_head: Billboard
-    thermal_torso: Billboard
+    thermal_head: tuple[np.ndarray, np.ndarray, appearance.Texture]
+    thermal_torso: tuple[np.ndarray, np.ndarray, appearance.Texture]
 
 
 @dataclass
@@ -184,7 +246,7 @@ class Simulation(SceneRendering):
     def __post_init__(self) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        self._draw_scene(rng, cfg.thermal_camera)
+        self._draw_scene(rng, cfg.thermal_camera, cfg.thermal_hfov_deg)
         self.flaws = SensorFlaws(
             gain=cfg.sensor_gain, offset_c=cfg.sensor_offset_c, drift_c=cfg.drift_c,
             drift_phases=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 2 * math.pi))),
@@ -193,8 +255,16 @@ class Simulation(SceneRendering):
             rng, n_people=cfg.people, fever_fraction=cfg.fever_fraction, glasses_fraction=cfg.glasses_fraction,
             pair_fraction=cfg.pair_fraction, stop_distance_m=self.stop_distance_m, n_photos=len(face_photos()),
             offset_mean_c=cfg.canthus_offset_mean_c, offset_sd_c=cfg.canthus_offset_sd_c, t0=cfg.lead_in_s,
+            walk_speed_m_s=cfg.walk_speed_m_s, dwell_s=cfg.dwell_s, eye_height_m=cfg.eye_height_m,
+            walk_through=cfg.walk_through,
         )
         self._scene_rng_seed = int(rng.integers(2**31))
+        # Each person's canthus hot spot, from a generator of its own: the draws above (and so the people,
+        # their paths and the room) are the same as before the hot spots had a size and a shape.
+        spots = np.random.default_rng([cfg.seed, 31])
+        self.people = [dataclasses.replace(p, canthus_spot=draw_canthus_spot(spots)) for p in self.people]
+        self._boards: dict[tuple, Billboard] = {}
+        self._boards_lock = threading.Lock()
 
     def prepare(self) -> Simulation:
         """Build every texture and background now, so frames can then be rendered from several threads."""
@@ -285,10 +355,29 @@ class Simulation(SceneRendering):
             out[person.person_id] = _Layers(
                 visible_head=Billboard.from_values(vh.channels, vh.alpha, vh),
                 visible_torso=Billboard.from_values(vt.channels, vt.alpha, vt),
-                thermal_head=Billboard.from_values(self._signal(th, reflected), th.alpha, th),
-                thermal_torso=Billboard.from_values(self._signal(tt, reflected), tt.alpha, tt),
+                thermal_head=(self._signal(th, reflected), th.alpha, th),
+                thermal_torso=(self._signal(tt, reflected), tt.alpha, tt),
             )
         return out
+
+    def _thermal_board(self, person: Person, which: str, anchor_m: np.ndarray) -> Billboard:
+        """A thermal billboard (``"head"`` or ``"torso"``) defocused for where it stands now.
+
+        Kept by (person, layer, blur), so someone standing at the mark is blurred once; the blur is
+        quantised (:meth:`_defocus_texels`), so a frame never depends on which frames were drawn before.
+        """
+        values, alpha, texture = getattr(self._layers[person.person_id], f"thermal_{which}")
+        blur = self._defocus_texels(anchor_m, texture.texel_m)
+        key = (person.person_id, which, blur)
+        with self._boards_lock:
+            board = self._boards.get(key)
+        if board is None:
+            board = Billboard.from_values(values, alpha, texture, defocus_texels=blur)
+            with self._boards_lock:
+                if len(self._boards) >= 48:  # about 40 MB; a walk changes the blur every frame anyway
+                    self._boards.clear()
+                self._boards[key] = board
+        return board
 
     def _signal(self, texture: appearance.Texture, reflected_signal: float) -> np.ndarray:
         """Radiance the camera receives: emitted by the surface plus the surroundings it reflects."""
@@ -299,8 +388,9 @@ class Simulation(SceneRendering):
     def _blackbody(self) -> tuple[Billboard, Billboard]:
         vis, th = appearance.blackbody_textures(self.config.blackbody_setpoint_c, self.ambient_c)
         reflected = self.sensor.planck.signal(self.ambient_c)
+        blur = self._defocus_texels(self.blackbody_centre_m, th.texel_m)
         return Billboard.from_values(vis.channels, vis.alpha, vis), Billboard.from_values(
-            self._signal(th, reflected), th.alpha, th
+            self._signal(th, reflected), th.alpha, th, defocus_texels=blur
         )
 
     # ------------------------------------------------------------------ rendering
@@ -314,12 +404,15 @@ class Simulation(SceneRendering):
         return self._visible_frame(canvas, t, index)
 
     def apparent_temperature(self, t: float) -> np.ndarray:
-        """What a perfect copy of the thermal camera would read at t (°C, emissivity 1), before its flaws."""
-        s = THERMAL_SUPERSAMPLE
+        """What a perfect copy of the thermal camera would read at t (°C, emissivity 1), before its flaws:
+        the scene in radiance on the fine grid, each person defocused for their distance, then the lens
+        and the pixels."""
+        s = self.thermal_oversample
         canvas = self._thermal_background.copy()
         for person, pose in self.poses(t):
-            layers = self._layers[person.person_id]
-            self._draw_person(canvas, layers.thermal_torso, layers.thermal_head, self.rig.thermal, pose, s)
+            head = self._thermal_board(person, "head", pose.centre)
+            torso = self._thermal_board(person, "torso", pose.centre + self._torso_offset(pose))
+            self._draw_person(canvas, torso, head, self.rig.thermal, pose, s)
         draw(canvas, self._blackbody[1], self.rig.thermal, self.blackbody_centre_m, 0.0, s)
         return self._through_thermal_optics(canvas)
 
@@ -330,10 +423,14 @@ class Simulation(SceneRendering):
         image = self.sensor.encode(measured)
         return Frame(image=image, t=t, index=index, meta={"camera": f"simulated-{self.sensor.name}"})
 
-    def _draw_person(self, canvas, torso: Billboard, head: Billboard, camera, pose: Pose, supersample: int) -> None:
+    @staticmethod
+    def _torso_offset(pose: Pose) -> np.ndarray:
+        """From the face's anchor to the torso's: the neck and shoulders stand a little behind the face."""
         yaw = math.radians(pose.yaw_deg)
-        behind = np.array([-math.sin(yaw), 0.0, math.cos(yaw)]) * appearance.TORSO_BEHIND_M
-        draw(canvas, torso, camera, pose.centre + behind, pose.yaw_deg * 0.6, supersample)
+        return np.array([-math.sin(yaw), 0.0, math.cos(yaw)]) * appearance.TORSO_BEHIND_M
+
+    def _draw_person(self, canvas, torso: Billboard, head: Billboard, camera, pose: Pose, supersample: int) -> None:
+        draw(canvas, torso, camera, pose.centre + self._torso_offset(pose), pose.yaw_deg * 0.6, supersample)
         draw(canvas, head, camera, pose.centre, pose.yaw_deg, supersample)
 
     # ------------------------------------------------------------------ truth
@@ -487,6 +584,7 @@ class Simulation(SceneRendering):
                     "withheld": withheld,
                     "boxes": boxes,
                     "box_visible": fractions,
+                    "canthus_spot": person.canthus_spot.as_dict(),
                     "febrile": person.febrile,
                     "glasses": person.glasses,
                     "group": person.group,
@@ -530,12 +628,32 @@ class Simulation(SceneRendering):
             "reflected_c": round(self.ambient_c, 3),
             "sensor": self.sensor.name,
             "netd_c": self.sensor.netd_c,
+            "thermal_optics": describe_optics(self.sensor),
             "max_measurable_distance_m": round(self.max_measurable_distance_m, 3),
             "stop_distance_m": round(self.stop_distance_m, 3),
             "thermal_camera_centre_m": [round(float(v), 4) for v in self.rig.thermal.centre],
             "thermal_misalignment_deg": list(self.sensor.misalignment_deg),
             "blackbody_centre_m": [round(float(v), 4) for v in self.blackbody_centre_m],
         }
+
+
+def describe_optics(sensor: ThermalSensorModel) -> dict:
+    """The thermal lens and detector a recording was made with, and what they do (for meta.json)."""
+    lens = sensor.optics
+    return {
+        "hfov_deg": sensor.hfov_deg,
+        "pitch_um": lens.pitch_um,
+        "focal_mm": round(lens.focal_mm, 3),
+        "f_number": lens.f_number,
+        "fill_factor": lens.fill_factor,
+        "aberration_um": lens.aberration_um,
+        "focus_m": lens.focus_m,
+        "oversample": lens.oversample,
+        "band_um": list(optics.BAND_UM),
+        "encircled_energy_1px": round(optics.encircled_energy(lens, 1.0), 3),
+        "defocus_px": {f"{d:.1f}m": round(optics.defocus_diameter_um(lens, d) / lens.pitch_um, 3)
+                       for d in (0.6, 1.0, 1.5, 3.0)},
+    }
 
 
 def write_recording(

@@ -24,7 +24,8 @@ on the visible grey image and on the inverted thermal image; ``cv2.findChessboar
 
 Visible: black print on white paper, lit like the room. Thermal: the print is a heater at
 :data:`HEATED_C` on a board near the room's temperature, rendered in Planck signal space exactly as
-:meth:`~station.sim.simulator.Simulation.apparent_temperature` renders a scene.
+:meth:`~station.sim.simulator.Simulation.apparent_temperature` renders a scene, through the same lens
+(defocus for the board's distance, then the lens-and-pixel kernel).
 
 Each pose is held still for one thermal frame and, 4 ms later, one visible frame; poses are 1 s apart.
 Every frame is a pure function of (seed, stream, index), like the screening simulator's.
@@ -42,11 +43,10 @@ import cv2
 import numpy as np
 
 from station.profile import CalibrationProfile, Radiometry
-from station.sim import appearance
+from station.sim import appearance, optics
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
 from station.sim.sensors import SENSORS
 from station.sim.simulator import (
-    THERMAL_SUPERSAMPLE,
     VISIBLE_SIZE,
     SceneRendering,
     true_registration,
@@ -448,9 +448,14 @@ class TargetSimulation(SceneRendering):
         return self._visible_frame(canvas, float(self.visible_times[index]), index)
 
     def apparent_temperature(self, index: int) -> np.ndarray:
-        """What a perfect copy of the thermal camera would read for pose ``index`` (°C, emissivity 1)."""
-        s = THERMAL_SUPERSAMPLE
-        layer = paint_board(*self._thermal_board, self.rig.thermal, self.poses[index], self.board, s)
+        """What a perfect copy of the thermal camera would read for pose ``index`` (°C, emissivity 1): the
+        board defocused for the distance of its centre (a tilted board's ends are a little nearer and
+        farther; the difference is ignored), composited over the room, then the lens and the pixels."""
+        s, pose = self.thermal_oversample, self.poses[index]
+        layer = paint_board(*self._thermal_board, self.rig.thermal, pose, self.board, s)
+        depth = float(self.rig.thermal.to_camera(np.asarray(pose.centre_m)[None])[0, 2])
+        lens = self.sensor.optics
+        layer = optics.defocus(layer, optics.defocus_diameter_um(lens, depth) / lens.fine_um)
         canvas = self._thermal_background * (1.0 - layer[..., 1]) + layer[..., 0]
         return self._through_thermal_optics(canvas)
 
