@@ -23,12 +23,12 @@ from station.detect import FaceDetector
 from station.errors import StationError
 from station.guarded_log import GuardedLog
 from station.intake import Intake, live_wall_time
-from station.measure import MeasureSettings, block_mean, read_skin, several_faces
+from station.measure import ROI_SIDE, MeasureSettings, block_mean, read_skin, several_faces
 from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile, check_profile_fits
 from station.radiometry import Radiometer, estimate_reflected_c
 from station.registration import distance_from_eyes, map_faces
 from station.retention import RetentionPolicy, RetentionSchedule
-from station.spot_size import psf_sigma_px, read_spot
+from station.spot_size import IPD_MM, psf_sigma_px, read_spot
 from station.store import EventStore
 from station.thermal_faces import ThermalFaceSettings
 from station.thermal_faces import find_faces as find_thermal_faces
@@ -38,6 +38,10 @@ from station.types import Faces, FramePair, Measurement, ScreeningDecision, Syst
 ALARM_LEVELS = ("elevated", "fever")
 THERMAL_ONLY_MAX_GAP_S = 2.5
 THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
+#: How long after a measured face vanished where it stood (stepped back out of the zone, turned away, looked
+#: down) a face coming back to the spot may be that person's return (see station.track.Tracker.update):
+#: "a few seconds" out and back; later, the next visitor is as likely, and a second decision is harmless.
+THERMAL_ONLY_RETURN_S = 5.0
 STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
 #: How far a profile's date may be after the frame it screens: a technician PC's clock a few hours off
 #: is ordinary; a day or more means the profile cannot have been the one in effect.
@@ -109,9 +113,11 @@ class Station:
         self.measure_settings = measure or MeasureSettings()
         # Without a visible camera the face model sees thermal faces, and misses them for a second or two
         # at a time (a turned head, glasses): a person standing at the kiosk must stay one track, so a face
-        # may vanish longer before its track ends.
+        # may vanish longer before its track ends; and a measured person who steps back out of the zone and
+        # comes back within a few seconds is recognised, not decided twice.
         self.thermal_only = thermal_only = getattr(intake, "visible", True) is None
-        thermal_tracks = TrackSettings(max_gap_s=THERMAL_ONLY_MAX_GAP_S, max_predict_s=0.3, reacquire_widths=1.0)
+        thermal_tracks = TrackSettings(max_gap_s=THERMAL_ONLY_MAX_GAP_S, max_predict_s=0.3, reacquire_widths=1.0,
+                                       return_s=THERMAL_ONLY_RETURN_S)
         self.track_settings = track or (thermal_tracks if thermal_only else TrackSettings())
         self.tracker = Tracker(self.track_settings)
         self.calibration_id = f"{profile.station_id}@{profile.created}"
@@ -316,7 +322,8 @@ class Station:
             if reading.apparent_c is not None and not quality:
                 apparent = reading.apparent_c
                 if reading.site == "canthus" and reading.canthus_px is not None:
-                    spot = read_spot(thermal.celsius, reading.canthus_px, self.psf_sigma_px, self.noise_c)
+                    px_per_mm = reading.roi_side_px / ROI_SIDE / IPD_MM  # the face's own ruler: its eyes
+                    spot = read_spot(thermal.celsius, reading.canthus_px, self.psf_sigma_px, px_per_mm)
                     if spot is not None:  # the hot spot's peak, corrected for what the optics spread
                         apparent, u_spot = spot.corrected_c, spot.u_c
                 skin = self.radiometer.skin_c(apparent, reflected)

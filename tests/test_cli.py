@@ -53,7 +53,8 @@ def test_run_fast_headless_pairs_every_thermal_frame(recording):
     n_thermal = Recording.open(recording).count("thermal")
     assert lines[-1]["detail"].startswith(f"{n_thermal} frame pairs, 0 thermal frames unpaired")
     system = {"type", "kind", "t", "detail"}
-    screening = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality", "site"}
+    screening = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality", "site",
+                 "u95_c"}
     assert all(set(line) == (system if line["type"] == "system" else screening) for line in lines)
     assert {line["type"] for line in lines} == {"system", "screening"}, "the two visitors are screened"
 

@@ -61,7 +61,10 @@ def test_every_visitor_gets_one_decision_and_the_febrile_one_an_alarm(demo_run):
     hottest = max(truth, key=lambda person: person["body_c"])
     assert hottest["body_c"] > 38.5
     alarms = [line for line in screenings if line["level"] in ("elevated", "fever")]
-    assert any(abs(line["skin_c"] - hottest["canthus_c"]) < 0.3 for line in alarms)
+    # the febrile visitor's canthus is a small hot spot (2.2 mm): read low through the optics, still a fever,
+    # and their true body temperature inside the interval the station gave
+    assert any(line["level"] == "fever" and abs(line["body_c"] - hottest["body_c"]) <= line["u95_c"]
+               for line in alarms)
     measured = [line for line in screenings if line["skin_c"] is not None]
     # body temperature by the shipped skin-to-body model of the site read, at the room temperature the frame showed
     models = {"canthus": load_model(), "forehead_mouth": load_glasses_model()}
