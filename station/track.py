@@ -5,6 +5,11 @@ good canthus readings of one face; it is decided as soon as it has enough of the
 least 0.2 s, so one noisy frame cannot decide), and at the latest 1 s after it first became measurable
 (then with the good readings it has if there are enough, else ``retry`` with the reasons). A face that leaves before
 it was decided also gets ``retry``, so nobody walks through unscreened without the guard being told.
+
+A person who steps back out of the measuring zone and comes back a few seconds later is still one person:
+with ``return_s`` set (thermal-only kiosks), the tracker recognises the return of a measured face that
+vanished where it stood and holds the new track's decision until its own readings confirm it (see
+:meth:`Tracker.update`); anything less certain gets a decision of its own.
 """
 
 from __future__ import annotations
@@ -66,7 +71,17 @@ class TrackSettings:
     settle_wait_s and best_share: where the canthus is best resolved. A hot spot a few pixels across reads
     low (the optics spread it), less so the closer the person, so a track with enough readings still waits
     while its face keeps growing (the person is still approaching), up to settle_wait_s after it became
-    screenable, and then decides on the readings taken at >= best_share of its best resolution."""
+    screenable, and then decides on the readings taken at >= best_share of its best resolution.
+
+    return_s and the other ``return_*`` settings: the return of a measured person (0: never; thermal-only
+    kiosks, where a person who steps back out of the zone, turns away or looks down loses their face for
+    longer than ``max_gap_s``). A new face may continue a decided track that vanished between
+    return_after_s and return_s earlier, without walking off (sideways faster than leave_widths_per_s of
+    its width per second) and with nobody else seen since, if it first appears within return_widths of
+    where that face was last seen and at most return_ratio times as wide (it may come back from farther
+    away, so smaller). Its decision is then held until it would be decided, and dropped only if its
+    own readings at the same site agree with the person's within return_agree_c; see
+    :meth:`Tracker.update` for why each condition is there."""
 
     min_samples: int = 3
     min_span_s: float = 0.2
@@ -79,6 +94,12 @@ class TrackSettings:
     reacquire_ratio: float = 1.5
     settle_wait_s: float = 0.8
     best_share: float = 0.85
+    return_s: float = 0.0
+    return_after_s: float = 0.6
+    return_widths: float = 1.0
+    return_ratio: float = 1.5
+    leave_widths_per_s: float = 0.5
+    return_agree_c: float = 0.5
 
 
 @dataclass
@@ -100,12 +121,27 @@ class Track:
     flags: Counter = field(default_factory=Counter)
     frames_seen: int = 1
     decided: bool = False
+    # Kept by the tracker for returns (TrackSettings.return_s). ``decided_site``: the site whose readings
+    # decided this track (None: it was decided without enough readings, i.e. told to retry), noted once
+    # ``noted``; ``held_for``: the decided track this one may be the return of: its own decision is held
+    # back (``decided`` stays set) until its readings confirm or refute that; ``continues``: the track id
+    # of the person this track was confirmed to be; ``returned_as``: the id of the track that took up this
+    # track's return, so one person is continued at most once.
+    decided_site: str | None = None
+    noted: bool = False
+    held_for: Track | None = None
+    continues: int | None = None
+    returned_as: int | None = None
 
     def owes_retry(self, min_frames: int = 3, min_stand_s: float = 0.5) -> bool:
         """Left undecided after coming into measuring range, or after standing at the station a while just
         too far to measure (seen steadily, not a one-frame false face): the guard must be told. Someone
-        who only walked by in the distance was not there to be screened."""
-        if self.decided or self.frames_seen < min_frames:
+        who only walked by in the distance was not there to be screened.
+
+        A track still held as a possible return (``held_for``) that leaves before its readings confirmed
+        it counts as undecided: unconfirmed, it may have been someone else, and a second decision (at worst
+        a ``retry``) is better than a visitor the guard was never told about."""
+        if (self.decided and self.held_for is None) or self.frames_seen < min_frames:
             return False
         if self.first_measurable is not None:
             return True
@@ -155,17 +191,69 @@ def near_score(predicted: np.ndarray, boxes: np.ndarray, floor: float, max_shift
 
 class Tracker:
     """Greedy IoU tracking with constant-velocity prediction: faces at an entrance move slowly and
-    rarely cross, so the simplest tracker that survives a missed frame is the right one."""
+    rarely cross, so the simplest tracker that survives a missed frame is the right one.
+
+    With ``settings.return_s`` > 0 it also recognises a measured person coming back (see :meth:`update`).
+    """
 
     def __init__(self, settings: TrackSettings = TrackSettings()) -> None:
         self.settings = settings
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
+        # tracks that ended within the last return_s: possible returns, and who else was in view meanwhile
+        self._gone: list[Track] = []
 
     def update(self, t: float, boxes: np.ndarray) -> np.ndarray:
-        """Assign a track id to each box (N,4) seen at t; returns the (N,) ids."""
+        """Assign a track id to each box (N,4) seen at t; returns the (N,) ids.
+
+        Notes
+        -----
+        **Returns** (only with ``settings.return_s`` > 0). A kiosk has one measuring spot, and a person who
+        steps back out of it (to let a bag through, to answer a companion, because the screen said "step
+        closer" and they misjudged it), turns away or looks down loses their face for longer than
+        ``max_gap_s``; when it comes back it would start a second track and earn a second decision. So a
+        face that starts a track continues a decided one (``held_for``) when all of these hold (a decided
+        face gone ``return_after_s`` or more is never continued directly, by overlap or re-acquisition:
+        the next visitor steps into the same spot, sometimes within ``max_gap_s``):
+
+        * that track was *measured* (decided on enough readings, ``decided_site``): a ``retry`` asks the
+          person to try again, and their next try must be decided afresh;
+        * it vanished between ``return_after_s`` and ``return_s`` ago: a face missing for a detection or
+          two is simply continued (after their decision, faces in the 14 kiosk recordings were never
+          missing for longer than 0.23 s, decided faces being looked for on every other frame), and after
+          a few seconds the next visitor is as likely as a return;
+        * it did not walk off: most people leave a kiosk by walking on past the camera, which carries their
+          face sideways until it is lost (9 of the 11 faces that left in the 14 kiosk recordings, at
+          0.76-3.8 widths/s; the next visitor came 1.5-4.1 s later), while a step back, a turned head or a
+          bow leaves it where it stood (the other 2, spectacle wearers turning away: 0.03 and 0.49
+          widths/s); a face lost while moving sideways at ``leave_widths_per_s`` or faster may have left
+          the camera's view, and whoever comes next is taken for someone new;
+        * nobody else was seen steadily (3 frames or more) since it vanished, and this is the only new face
+          of the frame: with a second person about, which of them came back cannot be told;
+        * the new face is where the lost one was (within ``return_widths`` of its last box) and not much
+          larger (``return_ratio``): the same spot, the same person at the same distance or farther back.
+
+        Even then the new track's decision is only *held*: when it would be decided (:func:`ready`), its own
+        readings at the site that decided the person must agree with the person's within ``return_agree_c``;
+        only then is the decision dropped (``continues``). If they disagree, if it has too few readings there by
+        its deadline, or if it leaves before that, it is decided as any new track is (one detection later than
+        a new track would be: the tracker looks at the readings before the frame's own are taken).
+
+        Why this cannot leave a visitor unscreened: a dropped decision is one whose readings the station *has*
+        taken and found within 0.5 °C of skin (0.4-0.45 °C of body temperature, by either site's model) of the
+        person's own; a fever (38.0 °C) lies at least 0.7 °C of body temperature above any ``normal`` (below
+        37.3 °C), so a feverish newcomer taken for a returning person still gets a decision of their own, and
+        one who reads like a person who raised an alarm finds the guard already called to the spot. What a wrong
+        merge can cost is a count: a newcomer who steps into the spot within seconds of a person who turned away
+        there, and reads the same, shares that person's decision. Whatever the rule is unsure of ends in a
+        second decision, which at worst tells a person already screened to try again.
+        """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        live = [tr for tr in self.tracks.values() if t - tr.last_seen <= self.settings.max_gap_s]
+        if self.settings.return_s > 0:
+            self._note_decisions(self.tracks.values())
+            self._settle_returns(t)
+        live = [tr for tr in self.tracks.values() if t - tr.last_seen <= self.settings.max_gap_s
+                and not self._gone_a_while(tr, t)]
         ids = np.zeros(len(boxes), dtype=np.int64)
         if live and len(boxes):
             ahead = self.settings.max_predict_s
@@ -182,11 +270,14 @@ class Tracker:
                 iou[:, j] = -1
         if self.settings.reacquire_widths > 0 and live:
             self._reacquire(t, boxes, ids, live)
-        for j in np.flatnonzero(ids == 0):
+        new = np.flatnonzero(ids == 0)
+        for j in new:
             track = Track(self._next_id, t, t, boxes[j].copy())
             self.tracks[track.track_id] = track
             ids[j] = track.track_id
             self._next_id += 1
+        if self.settings.return_s > 0 and len(new) == 1:
+            self._hold_if_return(self.tracks[int(ids[new[0]])], t)
         return ids
 
     def _reacquire(self, t: float, boxes: np.ndarray, ids: np.ndarray, live: list[Track]) -> None:
@@ -213,11 +304,103 @@ class Tracker:
         track.frames_seen += 1
 
     def ended(self, t: float) -> list[Track]:
-        """Tracks not seen for longer than the gap allows: those people have left. Removed here."""
+        """Tracks not seen for longer than the gap allows: those people have left. Removed here (and, with
+        returns on, remembered for ``return_s`` in case one of them comes back)."""
         gone = [tr for tr in self.tracks.values() if t - tr.last_seen > self.settings.max_gap_s]
         for tr in gone:
             del self.tracks[tr.track_id]
+        if self.settings.return_s > 0:
+            self._note_decisions(gone)  # decided in the frame they ended
+            keep = [tr for tr in self._gone if t - tr.last_seen <= self.settings.return_s]
+            self._gone = keep + gone
         return gone
+
+    # ------------------------------------------------------------------ returns
+    def _note_decisions(self, tracks) -> None:
+        """Note, once, the site that decided each newly decided track, as :func:`decide` chooses it (the
+        canthi first); None when no site had enough readings: that decision was a ``retry``. The station
+        decides after :meth:`update`, on the readings it then held, so the next call sees exactly those."""
+        for track in tracks:
+            if track.decided and not track.noted and track.held_for is None:
+                track.noted = True
+                track.decided_site = next((site for site in SITES
+                                           if len(track.samples[site]) >= self.settings.min_samples), None)
+
+    def _gone_a_while(self, track: Track, t: float) -> bool:
+        """Whether ``track`` is a decided person whose face has been gone ``return_after_s`` or longer (with
+        returns on): a face found there now is not simply theirs (the next visitor steps into the same
+        spot, within ``max_gap_s`` too), it starts a track of its own, held as their return when it may be."""
+        return (self.settings.return_s > 0 and track.decided and track.held_for is None
+                and t - track.last_seen >= self.settings.return_after_s)
+
+    def _returnable(self, track: Track, t: float) -> bool:
+        """Whether ``track`` is a measured person whose face vanished, unclaimed, long enough ago but not too
+        long, without walking off sideways."""
+        s = self.settings
+        width = max(float(track.box[2] - track.box[0]), 1e-9)
+        return (track.noted and track.decided_site is not None and track.returned_as is None
+                and s.return_after_s <= t - track.last_seen <= s.return_s
+                and abs(float(track.velocity_px_s[0])) < s.leave_widths_per_s * width)
+
+    def _hold_if_return(self, new: Track, t: float) -> None:
+        """Hold ``new``'s decision when it may be a person coming back (the conditions in :meth:`update`)."""
+        known = [tr for tr in (*self.tracks.values(), *self._gone) if tr is not new]
+        best, best_shift = None, self.settings.return_widths
+        for track in known:
+            if not self._returnable(track, t):
+                continue
+            # someone else seen steadily (as many frames as a thermal-only track needs to be decided) since
+            # it vanished: which of them came back cannot be told
+            if any(other is not track and other.frames_seen >= 3 and other.last_seen > track.last_seen
+                   for other in known):
+                continue
+            shift, ratio = shift_and_ratio(track.box, new.box)
+            wider = (new.box[2] - new.box[0]) > (track.box[2] - track.box[0])
+            if wider and ratio[0, 0] > self.settings.return_ratio:
+                continue
+            if shift[0, 0] < best_shift:
+                best, best_shift = track, float(shift[0, 0])
+        if best is not None:
+            new.held_for, new.decided = best, True
+            best.returned_as = new.track_id
+
+    def _settle_returns(self, t: float) -> None:
+        """Confirm or release each held return once it would be decided (its readings so far, at ``t``)."""
+        for track in self.tracks.values():
+            person = track.held_for
+            if person is None:
+                continue
+            track.decided = False
+            due = ready(track, t, self.settings)
+            track.decided = True
+            if not due:
+                continue
+            if self._agrees(track, person):
+                track.held_for = None
+                track.continues = person.continues or person.track_id
+                track.noted, track.decided_site = True, person.decided_site
+            else:
+                self._release(track)
+
+    def _agrees(self, track: Track, person: Track) -> bool:
+        """Whether ``track`` reads as ``person`` did at the site that decided them: the medians of the
+        best-resolved readings (as :func:`decide` takes them) within ``return_agree_c``. The person's
+        median is over all their readings there, the best estimate of what they read: on the 14 kiosk
+        recordings one person's 3-reading medians lie within about 0.4 °C of their whole stay's median in
+        95 % of cases."""
+        s = self.settings
+        site = str(person.decided_site)
+        mine, theirs = track.samples[site], person.samples[site]
+        if len(mine) < s.min_samples or len(theirs) < s.min_samples:
+            return False
+        a = float(np.median([r.skin_c for r in best_resolved(mine, s.min_samples, s.best_share)]))
+        b = float(np.median([r.skin_c for r in best_resolved(theirs, s.min_samples, s.best_share)]))
+        return abs(a - b) <= s.return_agree_c
+
+    @staticmethod
+    def _release(track: Track) -> None:
+        """Stop holding ``track``'s decision: the station decides it as any new track."""
+        track.held_for, track.decided = None, False
 
 
 def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False,

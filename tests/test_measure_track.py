@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -334,3 +336,108 @@ def test_advice_to_step_closer_never_withholds_a_reading():
     track = Track(1, 0.0, 0.0, np.array([0, 0, 10, 10], float))
     add_reading(track, 0.0, 35.2, frozenset({"step_closer"}), side_px=3.5)
     assert [r.skin_c for r in track.samples["canthus"]] == [35.2] and not track.flags
+
+
+# ------------------------------------------------------------------ one person, one decision, at a kiosk
+KIOSK_TRACKS = TrackSettings(max_gap_s=2.5, max_predict_s=0.3, reacquire_widths=1.0, return_s=5.0)  # thermal-only
+FRAME_S = 0.114  # a Lepton's 8.8 Hz
+SPOT = (40.0, 40.0, 80.0, 90.0)  # a face at the measuring spot, 40 px wide
+
+
+def face(box=SPOT, skin=None, quality=(), width=None, dx=0.0):
+    """One face in one frame: its box (resized about its centre to ``width``, moved ``dx``), reading, flags."""
+    x1, y1, x2, y2 = box
+    if width is not None:
+        cx, cy, scale = (x1 + x2) / 2, (y1 + y2) / 2, width / (x2 - x1)
+        x1, x2, y1, y2 = cx - width / 2, cx + width / 2, cy - (y2 - y1) * scale / 2, cy + (y2 - y1) * scale / 2
+    return (np.array([x1 + dx, y1, x2 + dx, y2]), skin, frozenset(quality))
+
+
+def stay(t0, seconds, make):
+    """Frames from ``t0`` for ``seconds``: ``make(k)`` gives the faces of the k-th."""
+    return [(t0 + k * FRAME_S, make(k)) for k in range(int(round(seconds / FRAME_S)))]
+
+
+def at_spot(skin):
+    return lambda k: [face(skin=skin + (0.1 if k % 2 else -0.1))]
+
+
+def kiosk(frames, settings=KIOSK_TRACKS):
+    """The decisions a thermal-only station makes from scripted faces, in the station's order: track, read,
+    decide what is ready (after 3 detections), then give ended tracks that owe one a ``retry``."""
+    tracker, decisions = Tracker(settings), []
+
+    def close(now, t):
+        for track in tracker.ended(now):
+            if track.owes_retry(min_stand_s=settings.min_stand_s):
+                decisions.append(decide(track, t, level_of, settings.min_samples, settings.best_share))
+
+    for t, faces in frames:
+        ids = tracker.update(t, np.array([f[0] for f in faces]).reshape(-1, 4))
+        for tid, (box, skin, quality) in zip(ids, faces, strict=True):
+            add_reading(tracker.tracks[int(tid)], t, skin, quality, near=True, side_px=(box[2] - box[0]) / 8)
+        for track in tracker.tracks.values():
+            if track.frames_seen >= 3 and ready(track, t, settings):
+                decisions.append(decide(track, t, level_of, settings.min_samples, settings.best_share))
+        close(t, t)
+    close(float("inf"), frames[-1][0])  # the end of the recording: everyone left
+    return decisions
+
+
+def steps_back_and_returns(away_s, skin_back=35.5, back_quality=()):
+    """Measured at the spot, steps back (the face shrinks, too far), gone ``away_s``, walks up again."""
+    frames = stay(0.0, 1.5, at_spot(35.5))
+    frames += stay(1.5, 0.4, lambda k: [face(width=36 - 4 * k, quality={"too_far"})])
+    t = frames[-1][0] + away_s
+    frames += stay(t, 0.4, lambda k: [face(width=20 + 5 * k, quality={"too_far"})])
+    frames += stay(t + 0.4, 1.5, lambda k: [face(skin=skin_back + (0.1 if k % 2 else -0.1),
+                                                 quality=back_quality)])
+    return frames
+
+
+@pytest.mark.parametrize("away_s", [2.0, 3.0, 4.0])
+def test_a_person_who_steps_back_out_of_the_zone_and_returns_is_one_decision(away_s):
+    """Gone longer than a track may vanish (2.5 s) or back at another size: still one person, one decision."""
+    decisions = kiosk(steps_back_and_returns(away_s))
+    assert [d.level for d in decisions] == ["normal"]
+    if away_s > KIOSK_TRACKS.max_gap_s:
+        without = kiosk(steps_back_and_returns(away_s), dataclasses.replace(KIOSK_TRACKS, return_s=0.0))
+        assert len(without) == 2, "the failure the rule is for: a second decision for the same person"
+
+
+def test_a_return_is_only_confirmed_by_its_own_readings_else_it_is_decided_again():
+    """A face back at the spot that reads 1.4 °C warmer is not the person who left (it is a fever); one that
+    never faces the camera again, but stood there, is told to retry rather than pass unremarked."""
+    warmer = kiosk(steps_back_and_returns(3.0, skin_back=36.9))
+    assert [d.level for d in warmer] == ["normal", "fever"]
+    turned = kiosk(steps_back_and_returns(3.0, back_quality={"off_axis"}))
+    assert [d.level for d in turned] == ["normal", "retry"]
+
+
+def leaves_then_next(leaving, next_skin=35.5, gap_s=1.0):
+    """Person A measured at the spot, leaves (``leaving``: frames from 1.5 s), B at the spot ``gap_s`` later."""
+    frames = stay(0.0, 1.5, at_spot(35.5)) + leaving
+    return frames + stay(frames[-1][0] + gap_s, 1.5, at_spot(next_skin))
+
+
+def test_two_people_one_second_apart_are_two_decisions():
+    # A walks on past the camera (its face carried sideways at 1.3 widths/s until lost, half a width from the
+    # spot): whoever comes next is new, even at the same temperature
+    walks_off = stay(1.5, 0.3, lambda k: [face(dx=6.0 * (k + 1), quality={"off_axis"})])
+    assert [d.level for d in kiosk(leaves_then_next(walks_off))] == ["normal", "normal"]
+    unaware = dataclasses.replace(KIOSK_TRACKS, leave_widths_per_s=float("inf"))
+    assert len(kiosk(leaves_then_next(walks_off), unaware)) == 1, "what tells them apart is the walk"
+    # A turns away at the spot (lost where it stood); B steps in a second later with a fever: B's own alarm
+    assert [d.level for d in kiosk(leaves_then_next([], next_skin=36.9))] == ["normal", "fever"]
+    # A third person seen steadily at the side while A was gone: which one came back cannot be told
+    frames = stay(0.0, 1.5, at_spot(35.5))
+    frames += stay(1.6, 0.5, lambda k: [face(dx=90.0, width=16, quality={"too_far"})])
+    frames += stay(2.8, 1.5, at_spot(35.5))
+    assert [d.level for d in kiosk(frames)] == ["normal", "normal"]
+
+
+def test_a_person_told_to_retry_who_comes_back_is_measured_afresh():
+    """``retry`` asks for a second try: the return of someone sent away (glasses) is decided again."""
+    frames = stay(0.0, 1.5, lambda k: [face(quality={"glasses"})])
+    frames += stay(frames[-1][0] + 2.0, 1.5, at_spot(35.5))  # glasses off, back at the spot
+    assert [d.level for d in kiosk(frames)] == ["retry", "normal"]

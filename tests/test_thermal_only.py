@@ -141,3 +141,70 @@ def test_a_bowed_head_seen_twice_is_one_box_but_two_people_stay_two():
     # the same face found in both polarities overlaps: the better one stays
     both = faces((40, 60, 77, 105, 0.45), (42, 61, 78, 104, 0.81))
     assert one_box_per_head(both, settings).score.tolist() == pytest.approx([0.81])
+
+
+# ------------------------------------------------------------------ one person, one decision
+def _splice(src: Path, dst: Path, pieces: list[tuple[int, int | None]]) -> Path:
+    """A copy of the imported recording ``src`` made of ``pieces`` ([start, stop) frame ranges), re-timed at its
+    frame interval; each later piece shifted by a constant so the reference disc reads on across the cut (as
+    the Lepton's slow drift leaves it: a jump would pause screening)."""
+    from station.reference_disc import find_reference_disc
+
+    frames = np.load(src / "thermal.npy")
+    disc = find_reference_disc(frames[:60:3].astype(np.float32) / 100.0 - 273.15)
+    x1, y1, x2, y2 = disc.roi
+    parts: list[np.ndarray] = []
+    for start, stop in pieces:
+        part = frames[start:stop].astype(np.int32)
+        if parts:
+            before, after = parts[-1][-1, y1 : y2 + 1, x1 : x2 + 1], part[0, y1 : y2 + 1, x1 : x2 + 1]
+            part += int(round(float(np.median(before)) - float(np.median(after))))
+        parts.append(part)
+    out = np.concatenate(parts).astype(np.uint16)
+    dst.mkdir()
+    np.save(dst / "thermal.npy", out)
+    meta = json.loads((src / "meta.json").read_text())
+    meta["thermal"]["frames"] = len(out)
+    (dst / "meta.json").write_text(json.dumps(meta))
+    dt = 1.0 / meta["thermal"]["fps"]
+    (dst / "frames.csv").write_text("stream,index,t\n" + "".join(f"thermal,{k},{k * dt:.4f}\n"
+                                                                for k in range(len(out))))
+    return dst
+
+
+def _screen_spliced(kiosk: Path, tmp_path: Path, name: str, pieces, reference_c: float) -> list[dict]:
+    imported = tmp_path / "imported"
+    runner = CliRunner()
+    assert runner.invoke(main, ["import", str(kiosk / name), str(imported)]).exit_code == 0
+    spliced = _splice(imported, tmp_path / "spliced", pieces)
+    result = runner.invoke(main, ["run", "--recording", str(spliced), "--headless", "--fast", "--reference-c",
+                                  str(reference_c), "--db", str(tmp_path / "station.db")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["type"] == "screening"]
+
+
+@pytest.mark.parametrize(("name", "reference_c", "stay", "empty", "away_s"), [
+    ("20210324-134824.cptv", 36.6, 60, 128, 3.0),  # read at the canthi
+    ("fs-1228-815076-2021-03-29T15:35:10.096Z.cptv", 37.0, 62, 70, 4.0),  # glasses: forehead and mouth
+])
+def test_a_kiosk_visitor_who_steps_out_of_view_and_comes_back_is_one_decision(
+        kiosk, tmp_path, face_model, name, reference_c, stay, empty, away_s):
+    """Real frames: the visitor, measured, vanishes where they stood (the recording jumps to frames of the
+    empty kiosk) for longer than a track may vanish (2.5 s), and is back at the spot: one person, one decision."""
+    away = int(round(away_s / 0.114))  # frames of the empty kiosk, at the Lepton's 8.8 Hz
+    decisions = _screen_spliced(kiosk, tmp_path, name, [(0, stay), (empty, empty + away), (stay, None)],
+                                reference_c)
+    assert len(decisions) == 1 and decisions[0]["skin_c"] is not None  # one decision, with a temperature
+
+
+def test_two_people_in_succession_at_the_same_spot_are_two_decisions(kiosk, tmp_path, face_model):
+    """Real frames: the first visitor of 052519 vanishes where he stood (cut before he walks off) and the
+    second appears 1.5 s later on his way to the same spot. The new face is where the first was lost, but
+    its readings (warmer at the canthi by more than one person's readings vary) are not his: two people, two
+    decisions."""
+    from station.track import TrackSettings
+
+    decisions = _screen_spliced(kiosk, tmp_path, "20210324-052519.cptv", [(0, 50), (62, 75), (96, 161)], 37.0)
+    assert len(decisions) == 2 and all(d["skin_c"] is not None for d in decisions)
+    assert decisions[1]["skin_c"] - decisions[0]["skin_c"] > TrackSettings().return_agree_c
