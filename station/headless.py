@@ -33,9 +33,7 @@ from __future__ import annotations
 import _thread
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +47,7 @@ from station.intake import Intake
 from station.pipeline import Station, Tick
 from station.radiometry import Radiometer
 from station.retention import RetentionPolicy
+from station.stop_signals import stop_on_signals
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
@@ -56,7 +55,6 @@ APP_DIR_NAME = "fever-station"
 #: Exit codes of a headless run whose log is incomplete (see the module notes).
 EXIT_HELD = 4
 EXIT_LOST = 5
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def data_dir() -> Path:
@@ -178,37 +176,6 @@ def events_output(path: str) -> Iterator[TextIO]:
         yield handle
 
 
-@contextmanager
-def _stop_on_signals(intake: Intake) -> Iterator[None]:
-    """SIGINT and SIGTERM both stop the intake, so the run ends as when its input ends.
-
-    Python's default for SIGTERM is to die on the spot (exit 143, no ``stopped`` event, no closing
-    decisions), and for SIGINT to raise KeyboardInterrupt wherever the program happens to be, possibly
-    between a row written and the note that it was. Stopping the intake instead lets the frame loop end
-    at its next frame. The handler sets the intake's stop event from a new thread: it runs on the main
-    thread, which may at that moment hold the event's own lock. A second signal raises
-    KeyboardInterrupt, for an operator who will not wait. Outside the main thread (a test driving the
-    station from a worker) signals cannot be handled, and nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    asked: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        if asked:
-            raise KeyboardInterrupt
-        asked.append(signum)
-        _thread.start_new_thread(intake.stop, ())
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_headless(station: Station, emit: Callable[[dict], None]) -> dict[str, int]:
     """Screen until the input ends, SIGINT or SIGTERM; write decisions and system events as JSON lines.
 
@@ -217,7 +184,9 @@ def run_headless(station: Station, emit: Callable[[dict], None]) -> dict[str, in
     the engine logged (or durably held) it, never before.
     """
     counts: dict[str, int] = {}
-    with _stop_on_signals(station.intake):
+    # The intake is stopped from a new thread: the handler runs on the main thread, which may hold the
+    # intake's stop event's own lock at that moment.
+    with stop_on_signals(lambda: _thread.start_new_thread(station.intake.stop, ())):
         _screen(station, emit, counts)
     return counts
 

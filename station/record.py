@@ -45,8 +45,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +74,7 @@ from station.recording import (
 from station.sources.base import Source
 from station.sources.opencv_visible import target_kind
 from station.sources.registry import SOURCE_KINDS, open_source
+from station.stop_signals import stop_on_signals
 from station.types import STREAMS, Frame, Stream
 
 #: ``--video`` choices: container -> whether its codec (:data:`station.recording.SUFFIX_CODECS`) is lossless.
@@ -112,7 +112,6 @@ DESCRIBE_KEYS = ("stream", "encoding", "planck", "sensor", "seed", "device", "ki
                  "telemetry_rows")
 #: Keys that describe the thermal sensor; the simulator's visible source repeats them, meaninglessly.
 THERMAL_ONLY_KEYS = ("encoding", "planck", "sensor", "telemetry_rows")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: How the recording ended, and whether that is the exit code 0 (a limit or an operator's stop) or 1.
 EXIT_CODES = {"seconds": 0, "max-size": 0, "signal": 0, "source-ended": 0,
@@ -387,32 +386,6 @@ def _is_simulated(spec: str | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- signals
-@contextmanager
-def _stop_on_signals(asked: list[int]) -> Iterator[None]:
-    """SIGINT and SIGTERM end the recording between two frames, as a limit does, so it is always closed.
-
-    The handler only appends to a list (no lock: it runs on the main thread, which may hold one); the
-    writing loop looks at the list before each frame. A second signal raises KeyboardInterrupt for an
-    operator who will not wait; the writer is still closed on the way out. Outside the main thread (a
-    test driving this from a worker) signals cannot be handled, and nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if asked:
-            raise KeyboardInterrupt
-        asked.append(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 # ------------------------------------------------------------------------------------------- progress
 class Progress:
     """The once-a-second status line on stderr: overwritten in place on a terminal, plain lines otherwise
@@ -501,8 +474,8 @@ def record(
     if request.visible is not None:
         specs["visible"] = request.visible
     sources = {stream: make_source(spec, stream) for stream, spec in specs.items()}
-    asked: list[int] = []  # the signals received, from here to the close
-    with _stop_on_signals(asked):
+    # the signals received, from here to the close: the writing loop looks before each frame
+    with stop_on_signals() as asked:
         for source in sources.values():
             _probe(source)
         encoding, planck = _thermal_encoding(request.thermal, sources["thermal"])
