@@ -90,13 +90,14 @@ from typing import Literal
 from station.body_model import BodyModel
 from station.errors import StationError
 from station.track import Verdict
-from station.types import QUALITY_FLAGS, ScreeningDecision
+from station.types import ALARM_LEVELS, QUALITY_FLAGS, Flag, Level, ScreeningDecision, Site, _names
 from station.uncertainty import combined_u95, model_u
 
 AlarmMode = Literal["absolute", "relative"]
 MODES: tuple[str, ...] = ("absolute", "relative")
-ALARM_LEVELS: tuple[str, ...] = ("elevated", "fever")
 #: What a guard did about an alarm; the event store keeps the same vocabulary.
+#: The alarm levels as messages name them, in the order they always have.
+_ALARM_NAMES: tuple[str, ...] = _names(lv for lv in Level if lv in ALARM_LEVELS)
 ACK_ACTIONS: tuple[str, ...] = ("cleared_secondary_check", "referred", "re_measure")
 
 # A reading within a micro-degree of a threshold is *at* it: guards against binary floating point
@@ -269,15 +270,15 @@ def classify(
     if not math.isfinite(body):
         raise ValueError(f"classify: expected a finite body temperature, got {body_c!r}")
     if held_level is not None and held_level not in ALARM_LEVELS:
-        raise ValueError(f"classify.held_level: expected one of {ALARM_LEVELS} or None, got {held_level!r}")
+        raise ValueError(f"classify.held_level: expected one of {_ALARM_NAMES} or None, got {held_level!r}")
     h = settings.hysteresis_c
-    fever_at = settings.fever_c - (h if held_level == "fever" else 0.0)
+    fever_at = settings.fever_c - (h if held_level == Level.FEVER else 0.0)
     elevated_at = elevated_threshold(settings, baseline_c) - (h if held_level is not None else 0.0)
     if body >= fever_at - _EPS_C:
-        return "fever"
+        return Level.FEVER
     if body >= elevated_at - _EPS_C:
-        return "elevated"
-    return "normal"
+        return Level.ELEVATED
+    return Level.NORMAL
 
 
 class AlarmPolicy:
@@ -296,7 +297,7 @@ class AlarmPolicy:
         self.body_model = body_model
         #: The same for the second site (forehead and mouth) read when glasses hide the canthi
         #: (``models/body-model-glasses.json``); None: spectacle wearers are asked to remove them.
-        if glasses_model is not None and glasses_model.site != "forehead_mouth":
+        if glasses_model is not None and glasses_model.site != Site.FOREHEAD_MOUTH:
             raise ValueError(f"AlarmPolicy.glasses_model: expected a forehead_mouth model, got {glasses_model.site!r}")
         self.glasses_model = glasses_model
         self.ambient_c: float | None = None
@@ -325,7 +326,7 @@ class AlarmPolicy:
 
     # ------------------------------------------------------------------ decisions
     def decide(self, skin_c: float | None, quality: Iterable[str], t: float,
-               site: str = "canthus") -> tuple[str, float | None]:
+               site: str = Site.CANTHUS) -> tuple[str, float | None]:
         """The level and body temperature for one person's final skin reading.
 
         Parameters
@@ -349,20 +350,21 @@ class AlarmPolicy:
         flags = frozenset(quality)
         unknown = flags - QUALITY_FLAGS
         if unknown:
-            raise ValueError(f"AlarmPolicy.decide: expected flags from {sorted(QUALITY_FLAGS)}, got {sorted(unknown)}")
+            raise ValueError(f"AlarmPolicy.decide: expected flags from {sorted(_names(QUALITY_FLAGS))}, "
+                             f"got {sorted(unknown)}")
         if skin_c is None:
-            return "retry", None  # a retry leaves a pending re-measure armed: the person will try again
+            return Level.RETRY, None  # a retry leaves a pending re-measure armed: the person will try again
         if isinstance(skin_c, bool) or not math.isfinite(float(skin_c)):
             raise ValueError(f"AlarmPolicy.decide: expected a finite skin temperature or None, got {skin_c!r}")
         body = round(self.body_of(float(skin_c), site), 2)
         held = self._take_remeasure(t)
         level = classify(body, self.settings, self._baseline, held_level=held)
         # Only the standard's site teaches the baseline: the second site is the less certain estimate.
-        if level == "normal" and held is None and not flags and site == "canthus":
+        if level == Level.NORMAL and held is None and not flags and site == Site.CANTHUS:
             self._feed(body)
         return level, body
 
-    def judge(self, skin_c: float | None, quality: Iterable[str], t: float, site: str = "canthus",
+    def judge(self, skin_c: float | None, quality: Iterable[str], t: float, site: str = Site.CANTHUS,
               u_skin_c: float | None = None) -> Verdict:
         """:meth:`decide`, with the decision's uncertainty and the two rules that keep a number honest.
 
@@ -378,31 +380,31 @@ class AlarmPolicy:
             body = self.body_of(float(skin_c), site)
             low, high = PLAUSIBLE_BODY_C
             if not low <= body <= high:
-                return Verdict("retry", None, None, frozenset({"implausible"}))
+                return Verdict(Level.RETRY, None, None, frozenset({Flag.IMPLAUSIBLE}))
         level, body_c = self.decide(skin_c, quality, t, site)
         if body_c is None:
             return Verdict(level, None)
         u95 = combined_u95(u_skin_c or 0.0, self.model_u(site))
-        if level in ("normal", "elevated") and body_c + u95 >= self.settings.fever_c - _EPS_C:
-            return Verdict("elevated", body_c, u95, frozenset({"uncertain"}))
+        if level in (Level.NORMAL, Level.ELEVATED) and body_c + u95 >= self.settings.fever_c - _EPS_C:
+            return Verdict(Level.ELEVATED, body_c, u95, frozenset({Flag.UNCERTAIN}))
         return Verdict(level, body_c, u95)
 
-    def model_u(self, site: str = "canthus") -> float:
+    def model_u(self, site: str = Site.CANTHUS) -> float:
         """Standard uncertainty of the skin-to-body step at ``site``: the model's cross-validated error."""
-        model = self.glasses_model if site == "forehead_mouth" else self.body_model
+        model = self.glasses_model if site == Site.FOREHEAD_MOUTH else self.body_model
         return model_u(_cv_mae(model), CONSTANT_OFFSET_MAE_C)
 
     def measures(self, site: str) -> bool:
         """Whether this policy can turn a reading at ``site`` into a body temperature."""
-        return site == "canthus" or (site == "forehead_mouth" and self.glasses_model is not None)
+        return site == Site.CANTHUS or (site == Site.FOREHEAD_MOUTH and self.glasses_model is not None)
 
-    def body_of(self, skin_c: float, site: str = "canthus") -> float:
+    def body_of(self, skin_c: float, site: str = Site.CANTHUS) -> float:
         """Body temperature for a reading at ``site``, by that site's model."""
-        if site == "forehead_mouth":
+        if site == Site.FOREHEAD_MOUTH:
             if self.glasses_model is None:
                 raise ValueError("AlarmPolicy.body_of: no model for the forehead_mouth site")
             return float(self.glasses_model.predict(skin_c, self.ambient_c))
-        if site != "canthus":
+        if site != Site.CANTHUS:
             raise ValueError(f"AlarmPolicy.body_of: expected site canthus or forehead_mouth, got {site!r}")
         if self.body_model is None:
             return body_from_skin(skin_c, self.settings)
@@ -411,11 +413,11 @@ class AlarmPolicy:
     @property
     def body_model_id(self) -> str:
         """Which skin-to-body model decides at the canthi: logged with every decision."""
-        return self.model_id("canthus")
+        return self.model_id(Site.CANTHUS)
 
     def model_id(self, site: str) -> str:
         """Which skin-to-body model turns a reading at ``site`` into body temperature (for the log)."""
-        if site == "forehead_mouth" and self.glasses_model is not None:
+        if site == Site.FOREHEAD_MOUTH and self.glasses_model is not None:
             return self.glasses_model.id
         if self.body_model is None:
             return f"constant-offset+{self.settings.skin_to_body_offset_c:g}"
@@ -424,7 +426,7 @@ class AlarmPolicy:
     def expect_remeasure(self, level: str, t: float) -> None:
         """A guard asked the person of an alarm at ``level`` to be measured again at time ``t``."""
         if level not in ALARM_LEVELS:
-            raise ValueError(f"AlarmPolicy.expect_remeasure: expected one of {ALARM_LEVELS}, got {level!r}")
+            raise ValueError(f"AlarmPolicy.expect_remeasure: expected one of {_ALARM_NAMES}, got {level!r}")
         self._remeasure = (level, float(t))
 
     def reset_baseline(self) -> None:
@@ -525,7 +527,7 @@ class AlarmLatch:
     ) -> Alarm:
         """Latch a new alarm and return it."""
         if level not in ALARM_LEVELS:
-            raise ValueError(f"AlarmLatch.raise_alarm: expected a level in {ALARM_LEVELS}, got {level!r}")
+            raise ValueError(f"AlarmLatch.raise_alarm: expected a level in {_ALARM_NAMES}, got {level!r}")
         if alarm_id is None:
             alarm_id = self._last_id + 1
         elif alarm_id in self._active or alarm_id < 1:

@@ -98,6 +98,7 @@ from typing import Any
 import numpy as np
 
 from station.errors import StationError
+from station.types import Site
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_PATH = MODELS_DIR / "body-model.json"
@@ -108,16 +109,16 @@ SCHEMA_VERSION = 1
 #: Where the station can read skin temperature, and the study's columns behind each (a model's first feature).
 #: The canthus text is also the canthus model's provenance entry, so it must not change (see :func:`fit`).
 SITES: Mapping[str, str] = MappingProxyType({
-    "canthus": "canthiMax (max over both inner canthi) averaged over the subject's rounds 1-4",
-    "forehead_mouth": "max(T_FH_Max, T_OR_Max) per round (the hotter of the whole forehead's max and the mouth "
-                      "region's max: the face outside the eye band, for people wearing glasses) averaged over the "
-                      "subject's rounds 1-4 that have both",
+    Site.CANTHUS.value: "canthiMax (max over both inner canthi) averaged over the subject's rounds 1-4",
+    Site.FOREHEAD_MOUTH.value: "max(T_FH_Max, T_OR_Max) per round (the hotter of the whole forehead's max and "
+                               "the mouth region's max: the face outside the eye band, for people wearing glasses) "
+                               "averaged over the subject's rounds 1-4 that have both",
 })
 #: The site the station measures when glasses hide the canthi.
-GLASSES_SITE = "forehead_mouth"
+GLASSES_SITE = Site.FOREHEAD_MOUTH.value
 #: A model's name when none is given: the name starts the id logged with every decision, so it says the site.
-DEFAULT_NAMES: Mapping[str, str] = MappingProxyType({"canthus": "fda-flir-linear",
-                                                     "forehead_mouth": "fda-flir-forehead-mouth-linear"})
+DEFAULT_NAMES: Mapping[str, str] = MappingProxyType({Site.CANTHUS.value: "fda-flir-linear",
+                                                     Site.FOREHEAD_MOUTH.value: "fda-flir-forehead-mouth-linear"})
 
 #: The condition the figures are about: oral temperature at or above this is "febrile" (FDA study, ISO 80601-2-59).
 REFERENCE_FEVER_C = 37.5
@@ -696,7 +697,7 @@ class BodyModel:
         feats = self.features
         if (not isinstance(feats, tuple) or not feats or feats[0] not in SITES
                 or len(set(feats)) != len(feats) or not all(f in MODEL_FEATURES for f in feats[1:])):
-            others = " or ".join(repr(s) for s in SITES if s != "canthus")
+            others = " or ".join(repr(str(s)) for s in SITES if s != Site.CANTHUS)
             raise StationError(f"{where}: features: expected 'canthus' then any of {', '.join(MODEL_FEATURES)} "
                                f"(each once; the site {others} may stand first instead of 'canthus'), "
                                f"got {_show(list(feats) if isinstance(feats, tuple) else feats)}")
@@ -879,7 +880,7 @@ def load_model(path: str | Path | None = None, site: str | None = "canthus") -> 
         raise StationError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
     model = BodyModel.from_json(text, where=str(path))
     if site is not None and model.site != site:
-        raise StationError(f"{path}: site: a model for {model.site!r}, expected one for {site!r} "
+        raise StationError(f"{path}: site: a model for {model.site!r}, expected one for {str(site)!r} "
                            f"({_SITE_USE[site]})")
     return model
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from station.types import Flag, Site
+
 CANTHUS_INWARD = 0.25  # ROI centre: this fraction of the eye distance inward from each eye landmark
 ROI_SIDE = 0.25  # ROI side: this fraction of the eye distance
 
@@ -144,7 +146,7 @@ class CanthusReading:
     canthus_px: tuple[float, float] | None
     roi_side_px: float
     quality: frozenset[str]
-    site: str = "canthus"
+    site: str = Site.CANTHUS
 
 
 def read_canthus(
@@ -173,7 +175,7 @@ def read_canthus(
     search, _ = canthus_rois(eyes, settings.search_side)
     readings = [roi_max(smoothed, box) for box in search]
     if any(r is None for r in readings):
-        return CanthusReading(None, None, side, frozenset({"off_axis"}))  # a canthus outside the image
+        return CanthusReading(None, None, side, frozenset({Flag.OFF_AXIS}))  # a canthus outside the image
     best_c, best_px = max(readings, key=lambda r: r[0])  # type: ignore[index, arg-type]
 
     distance = float(np.linalg.norm(eyes[1] - eyes[0]))
@@ -305,4 +307,5 @@ def read_skin(
     second = read_forehead_mouth(smoothed, thermal_landmarks, settings)
     if second.apparent_c is None:
         return reading
-    return CanthusReading(second.apparent_c, second.hottest_px, reading.roi_side_px, frozenset(), "forehead_mouth")
+    return CanthusReading(second.apparent_c, second.hottest_px, reading.roi_side_px, frozenset(),
+                          Site.FOREHEAD_MOUTH)

@@ -33,9 +33,18 @@ from station.store import EventStore
 from station.thermal_faces import ThermalFaceSettings
 from station.thermal_faces import find_faces as find_thermal_faces
 from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, Verdict, add_reading, decide, ready
-from station.types import Faces, FramePair, Measurement, ScreeningDecision, SystemEvent, ThermalImage
+from station.types import (
+    ALARM_LEVELS,
+    EventKind,
+    Faces,
+    FramePair,
+    Measurement,
+    ScreeningDecision,
+    Site,
+    SystemEvent,
+    ThermalImage,
+)
 
-ALARM_LEVELS = ("elevated", "fever")
 THERMAL_ONLY_MAX_GAP_S = 2.5
 THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
 #: How long after a measured face vanished where it stood (stepped back out of the zone, turned away, looked
@@ -158,18 +167,18 @@ class Station:
         when = self.wall_time(t)
         if when is None:
             self.calibration_age_days = None
-            return SystemEvent("calibration_age_unknown", t, f"the recording does not say when it was made "
+            return SystemEvent(EventKind.CALIBRATION_AGE_UNKNOWN, t, f"the recording does not say when it was made "
                                f"(no recorded_at): the age of calibration {self.calibration_id} is not checked")
         age = self.profile.age_days(when)
         self.calibration_age_days = age
         if age < -FUTURE_CALIBRATION_TOLERANCE_DAYS:
             self.calibration_expired = True
-            return SystemEvent("calibration_expired", t, f"calibration {self.calibration_id} is dated "
+            return SystemEvent(EventKind.CALIBRATION_EXPIRED, t, f"calibration {self.calibration_id} is dated "
                                f"{-age:.0f} days after this frame ({when:%Y-%m-%d %H:%M} UTC): a clock is wrong; "
                                "screening paused until a technician recalibrates")
         if age > self._max_age_days:
             self.calibration_expired = True
-            return SystemEvent("calibration_expired", t, f"calibration {self.calibration_id} is {age:.0f} days "
+            return SystemEvent(EventKind.CALIBRATION_EXPIRED, t, f"calibration {self.calibration_id} is {age:.0f} days "
                                f"old (limit {self._max_age_days:.0f}): screening paused until a technician "
                                "recalibrates")
         return None
@@ -180,7 +189,7 @@ class Station:
             self.log_event(self._calibration_event)
             yield self._calibration_event
         if self.unreferenced:
-            event = SystemEvent("unreferenced", 0.0, "no blackbody in the profile and no reference disc at a "
+            event = SystemEvent(EventKind.UNREFERENCED, 0.0, "no blackbody in the profile and no reference disc at a "
                                 "known temperature: the camera's own numbers may be degrees off, so nobody is "
                                 "screened (retry: unreferenced); add a blackbody (station calibrate blackbody) "
                                 "or give a kiosk's disc temperature (--reference-c)")
@@ -295,7 +304,7 @@ class Station:
         reflected = estimate_reflected_c(thermal.celsius)
         self.policy.ambient_c = reflected  # the room as the camera sees it, for a model that uses it
         # Spectacle wearers are read on the forehead and mouth when the policy has a body model for that site.
-        glasses_site = self.policy.measures("forehead_mouth")
+        glasses_site = self.policy.measures(Site.FOREHEAD_MOUTH)
         readings = [
             read_skin(thermal.celsius, smoothed, thermal_landmarks[k], faces.landmarks[k], self.measure_settings,
                       glasses_site=glasses_site)
@@ -321,7 +330,7 @@ class Station:
             skin, u_spot = None, 0.0
             if reading.apparent_c is not None and not quality:
                 apparent = reading.apparent_c
-                if reading.site == "canthus" and reading.canthus_px is not None:
+                if reading.site == Site.CANTHUS and reading.canthus_px is not None:
                     px_per_mm = reading.roi_side_px / ROI_SIDE / IPD_MM  # the face's own ruler: its eyes
                     spot = read_spot(thermal.celsius, reading.canthus_px, self.psf_sigma_px, px_per_mm)
                     if spot is not None:  # the hot spot's peak, corrected for what the optics spread
@@ -358,7 +367,7 @@ class Station:
         return shift > self.measure_settings.max_shift_px
 
     # ------------------------------------------------------------------ decisions and the log
-    def _level_of(self, skin_c: float | None, quality: frozenset[str], site: str = "canthus",
+    def _level_of(self, skin_c: float | None, quality: frozenset[str], site: str = Site.CANTHUS,
                   u_skin_c: float | None = None) -> Verdict:
         return self.policy.judge(skin_c, quality, self.intake.last_t, site, u_skin_c)
 
@@ -379,7 +388,7 @@ class Station:
         try:
             return [self.retention.run(self.store, now)]
         except StationError as exc:
-            event = SystemEvent("retention_failed", self.intake.last_t, str(exc))
+            event = SystemEvent(EventKind.RETENTION_FAILED, self.intake.last_t, str(exc))
             self.log_event(event)
             return [event]
 

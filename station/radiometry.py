@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from station.profile import CalibrationProfile
-from station.types import Frame, SystemEvent, ThermalImage
+from station.types import EventKind, Frame, SystemEvent, ThermalImage
 
 KELVIN = 273.15
 ENCODINGS: tuple[str, ...] = ("tlinear-centikelvin", "raw-counts")
@@ -507,18 +507,18 @@ class BlackbodyHealth:
     def kind(self) -> str | None:
         """The system event this state is reported as (None while settling)."""
         if not self.seen:
-            return "blackbody_not_seen"
+            return EventKind.BLACKBODY_NOT_SEEN
         if self.settling:
             return None
         if not self.stable:
-            return "blackbody_unstable"
+            return EventKind.BLACKBODY_UNSTABLE
         if not self.within_tolerance:
-            return "blackbody_out_of_tolerance"
-        return "blackbody_ok"
+            return EventKind.BLACKBODY_OUT_OF_TOLERANCE
+        return EventKind.BLACKBODY_OK
 
     @property
     def ok(self) -> bool:
-        return self.kind == "blackbody_ok"
+        return self.kind == EventKind.BLACKBODY_OK
 
 
 class BlackbodyUpdate(NamedTuple):

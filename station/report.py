@@ -37,17 +37,10 @@ from typing import Any
 
 import numpy as np
 
-#: The store's levels (same order as :data:`station.types.LEVELS`); bars stack in this order.
-LEVELS: tuple[str, ...] = ("normal", "elevated", "fever", "retry")
-ALARM_LEVELS: tuple[str, ...] = ("elevated", "fever")
-#: Chart colours. Chosen to stay distinct for the common red-green colour blindness by lightness as
-#: well as hue, and to print legibly in greyscale (normal darkest-but-one, retry lightest).
-LEVEL_COLOURS: Mapping[str, str] = {
-    "normal": "#2e7d32",
-    "elevated": "#f2a900",
-    "fever": "#d32f2f",
-    "retry": "#9e9e9e",
-}
+from station.types import ALARM_LEVELS, LEVEL_COLOURS, LEVELS
+
+#: The store's levels (:data:`station.types.LEVELS`, one vocabulary); bars stack in this order. The chart
+#: colours are the window's (:data:`station.types.LEVEL_COLOURS`), so a level looks the same on screen and on paper.
 PAUSE_COLOUR = "#455a64"
 AVAILABLE_COLOUR = "#c8e6c9"
 

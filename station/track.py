@@ -22,13 +22,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from station.types import ADVISORY_FLAGS, SITES, ScreeningDecision
+from station.types import ADVISORY_FLAGS, SITES, Flag, ScreeningDecision, Site
 from station.uncertainty import reading_spread_u
 
 # Flags that say a face is not (yet) measurable at all, as opposed to measurable but spoiled.
-GEOMETRY_FLAGS = frozenset({"too_far", "off_axis"})
+GEOMETRY_FLAGS = frozenset({Flag.TOO_FAR, Flag.OFF_AXIS})
 # Flags that say the station itself cannot screen just now, whoever stands there.
-PAUSED_FLAGS = frozenset({"blackbody_bad", "calibration_expired", "unreferenced"})
+PAUSED_FLAGS = frozenset({Flag.BLACKBODY_BAD, Flag.CALIBRATION_EXPIRED, Flag.UNREFERENCED})
 
 
 class Reading(NamedTuple):
@@ -404,7 +404,7 @@ class Tracker:
 
 
 def add_reading(track: Track, t: float, skin_c: float | None, quality: frozenset[str], near: bool = False,
-                site: str = "canthus", *, side_px: float = 0.0, u_sys_c: float = 0.0,
+                site: str = Site.CANTHUS, *, side_px: float = 0.0, u_sys_c: float = 0.0,
                 noise_c: float = 0.0) -> None:
     """Record what one frame said about a track's face; ``near``: it stands at the station, even if too far
     to measure; ``site``: where ``skin_c`` was read (``"forehead_mouth"`` when glasses hid the canthi);
@@ -462,7 +462,7 @@ def decide(track: Track, t: float, level_of: Callable, min_samples: int = 3,
             return ScreeningDecision(track.track_id, track.first_seen, t, skin, verdict.body_c, verdict.level,
                                      verdict.flags, site, verdict.u95_c)
     reasons = _main_reasons(track)
-    verdict = Verdict(*level_of(None, reasons, "canthus", None))
+    verdict = Verdict(*level_of(None, reasons, Site.CANTHUS, None))
     return ScreeningDecision(track.track_id, track.first_seen, t, None, verdict.body_c, verdict.level, reasons)
 
 
@@ -491,6 +491,6 @@ def _approaching(samples: list[Reading], window_s: float = 0.3, growth: float = 
 def _main_reasons(track: Track) -> frozenset[str]:
     """The flags that kept this face from being measured: those seen in at least a third of its frames."""
     if not track.flags:
-        return frozenset({"too_far"}) if track.first_measurable is None else frozenset({"motion"})
+        return frozenset({Flag.TOO_FAR}) if track.first_measurable is None else frozenset({Flag.MOTION})
     top = max(track.flags.values())
     return frozenset(flag for flag, n in track.flags.items() if n >= top / 3)

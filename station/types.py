@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -15,6 +16,11 @@ import numpy as np
 
 Stream = Literal["visible", "thermal"]
 STREAMS: tuple[Stream, ...] = ("visible", "thermal")
+
+
+def _names(members) -> tuple[str, ...]:
+    """Enum members as the plain strings they stand for, so messages read as they always have."""
+    return tuple(str(m) for m in members)
 
 
 def _describe(array: np.ndarray) -> str:
@@ -188,23 +194,87 @@ class ThermalImage:
             )
 
 
-QUALITY_FLAGS = frozenset(
-    {"too_far", "off_axis", "glasses", "several_faces", "blackbody_bad", "calibration_expired", "motion",
-     # no blackbody and no reference disc at a known temperature: no absolute temperature can be claimed
-     "unreferenced",
-     # a body temperature no living, walking person has: a measurement fault, never a level
-     "implausible",
-     # measured, but the interval (body_c +- u95_c) reaches the fever threshold: re-measure
-     "uncertain",
-     # advisory, never blocks a reading: measurable, but too few pixels span the canthus to read it well
-     "step_closer"}
-)
+class Flag(StrEnum):
+    """Why a reading cannot be trusted (or, for an advisory flag, how it could be better)."""
+
+    TOO_FAR = "too_far"
+    OFF_AXIS = "off_axis"
+    GLASSES = "glasses"
+    SEVERAL_FACES = "several_faces"
+    BLACKBODY_BAD = "blackbody_bad"
+    CALIBRATION_EXPIRED = "calibration_expired"
+    MOTION = "motion"
+    # no blackbody and no reference disc at a known temperature: no absolute temperature can be claimed
+    UNREFERENCED = "unreferenced"
+    # a body temperature no living, walking person has: a measurement fault, never a level
+    IMPLAUSIBLE = "implausible"
+    # measured, but the interval (body_c +- u95_c) reaches the fever threshold: re-measure
+    UNCERTAIN = "uncertain"
+    # advisory, never blocks a reading: measurable, but too few pixels span the canthus to read it well
+    STEP_CLOSER = "step_closer"
+
+
+QUALITY_FLAGS = frozenset(Flag)
 #: Flags that advise the person but never withhold a reading.
-ADVISORY_FLAGS = frozenset({"step_closer"})
-LEVELS = ("normal", "elevated", "fever", "retry")
-#: Where a skin temperature was read: the inner canthi (the standard's site), or, for a person whose
-#: glasses hide them, the hottest of the forehead and mouth regions (:func:`station.measure.read_forehead_mouth`).
-SITES = ("canthus", "forehead_mouth")
+ADVISORY_FLAGS = frozenset({Flag.STEP_CLOSER})
+
+
+class Level(StrEnum):
+    """A screening's outcome; members equal (and serialise as) their strings."""
+
+    NORMAL = "normal"
+    ELEVATED = "elevated"
+    FEVER = "fever"
+    RETRY = "retry"
+
+
+#: The level names as plain strings (command-line choices, SQL parameters), in the enum's order.
+LEVELS: tuple[str, ...] = tuple(level.value for level in Level)
+#: The levels that raise an alarm a guard must acknowledge.
+ALARM_LEVELS = frozenset({Level.ELEVATED, Level.FEVER})
+#: One colour per level, for the window and the report alike (``station`` never imports ``ui``).
+LEVEL_COLOURS: Mapping[str, str] = MappingProxyType({
+    Level.NORMAL: "#2e7d32",
+    Level.ELEVATED: "#ff8f00",
+    Level.FEVER: "#d50000",
+    Level.RETRY: "#78909c",
+})
+
+
+class Site(StrEnum):
+    """Where a skin temperature was read: the inner canthi (the standard's site), or, for a person whose
+    glasses hide them, the hottest of the forehead and mouth regions
+    (:func:`station.measure.read_forehead_mouth`)."""
+
+    CANTHUS = "canthus"
+    FOREHEAD_MOUTH = "forehead_mouth"
+
+
+#: The site names as plain strings (command-line choices, messages), in the enum's order.
+SITES: tuple[str, ...] = tuple(site.value for site in Site)
+
+
+class EventKind(StrEnum):
+    """The kinds of :class:`SystemEvent` the station logs (the ``kind`` of a ``"system"`` line)."""
+
+    STARTED = "started"
+    STOPPED = "stopped"
+    CAMERA_LOST = "camera_lost"
+    CAMERA_RECOVERED = "camera_recovered"
+    SOURCE_FINISHED = "source_finished"
+    BLACKBODY_NOT_SEEN = "blackbody_not_seen"
+    BLACKBODY_UNSTABLE = "blackbody_unstable"
+    BLACKBODY_OUT_OF_TOLERANCE = "blackbody_out_of_tolerance"
+    BLACKBODY_OK = "blackbody_ok"
+    CALIBRATION_AGE_UNKNOWN = "calibration_age_unknown"
+    CALIBRATION_EXPIRED = "calibration_expired"
+    CALIBRATION_VERIFIED = "calibration_verified"
+    CALIBRATION_VERIFY_FAILED = "calibration_verify_failed"
+    UNREFERENCED = "unreferenced"
+    RETENTION_PURGE = "retention_purge"
+    RETENTION_FAILED = "retention_failed"
+    STORAGE_FAULT = "storage_fault"
+    STORAGE_RECOVERED = "storage_recovered"
 
 
 @dataclass(frozen=True)
@@ -217,14 +287,15 @@ class Measurement:
     thermal_xyxy: tuple[float, float, float, float]
     distance_m: float
     quality: frozenset[str] = frozenset()
-    site: str = "canthus"  # where skin_c was read; canthus_px is then the hottest pixel of that site
+    site: str = Site.CANTHUS  # where skin_c was read; canthus_px is then the hottest pixel of that site
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
-            raise ValueError(f"Measurement.site: expected one of {SITES}, got {self.site!r}")
+            raise ValueError(f"Measurement.site: expected one of {_names(SITES)}, got {self.site!r}")
         unknown = set(self.quality) - QUALITY_FLAGS
         if unknown:
-            raise ValueError(f"Measurement.quality: expected flags from {sorted(QUALITY_FLAGS)}, got {sorted(unknown)}")
+            known = sorted(_names(QUALITY_FLAGS))
+            raise ValueError(f"Measurement.quality: expected flags from {known}, got {sorted(unknown)}")
 
     @property
     def good(self) -> bool:
@@ -242,16 +313,16 @@ class ScreeningDecision:
     body_c: float | None
     level: str
     quality: frozenset[str] = frozenset()
-    site: str = "canthus"  # where skin_c was read (a retry keeps the default)
+    site: str = Site.CANTHUS  # where skin_c was read (a retry keeps the default)
     #: Expanded uncertainty (k=2, °C) of body_c: readings' spread, sensor noise, the reference, the
     #: spot-size correction and the skin-to-body model's residual (station.uncertainty). None for a retry.
     u95_c: float | None = None
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
-            raise ValueError(f"ScreeningDecision.level: expected one of {LEVELS}, got {self.level!r}")
+            raise ValueError(f"ScreeningDecision.level: expected one of {_names(LEVELS)}, got {self.level!r}")
         if self.site not in SITES:
-            raise ValueError(f"ScreeningDecision.site: expected one of {SITES}, got {self.site!r}")
+            raise ValueError(f"ScreeningDecision.site: expected one of {_names(SITES)}, got {self.site!r}")
 
     def to_json(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:

@@ -15,8 +15,12 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QFont, QImage, QPixmap
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from station.types import LEVEL_COLOURS, Level
+
 FLASH_MS = 250  # 2 Hz: fast enough to catch the eye, below the 3 Hz photosensitivity limit
-COLOURS = {"fever": ("#d50000", "#ffffff"), "elevated": ("#ff8f00", "#ffe0b2")}
+#: Per alarm level: the strong colour (the shared level colour) and the pale one the banner flashes with.
+COLOURS = {Level.FEVER: (LEVEL_COLOURS[Level.FEVER], "#ffffff"),
+           Level.ELEVATED: (LEVEL_COLOURS[Level.ELEVATED], "#ffe0b2")}
 
 
 @dataclass
@@ -139,6 +143,6 @@ class AlarmBanner(QWidget):
         alarm = self.current()
         if alarm is None:
             return
-        strong, pale = COLOURS.get(alarm.level, COLOURS["fever"])
+        strong, pale = COLOURS.get(alarm.level, COLOURS[Level.FEVER])
         background, foreground = (strong, "#ffffff") if self._bright else (pale, strong)
         self.setStyleSheet(f"AlarmBanner {{ background: {background}; }} QLabel {{ color: {foreground}; }}")

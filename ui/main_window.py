@@ -38,7 +38,7 @@ from station.guidance import guidance_for
 from station.headless import snapshots_dir_for
 from station.pipeline import Station, Tick
 from station.store import EventStore
-from station.types import ScreeningDecision, SystemEvent
+from station.types import ALARM_LEVELS, LEVEL_COLOURS, EventKind, ScreeningDecision, SystemEvent
 from ui.ack_dialog import AcknowledgeDialog
 from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap, temperature_text
 from ui.settings_dialog import SettingsDialog
@@ -48,7 +48,6 @@ from ui.worker import DecisionNote, StationFactory, StationWorker, start_worker
 
 FRAME_MS = 33  # ~30 Hz drawing
 HISTORY_ROWS = 200
-LEVEL_TEXT = {"normal": "#2e7d32", "elevated": "#ff8f00", "fever": "#d50000", "retry": "#546e7a"}
 #: After a temperature read on the forehead and mouth because glasses hid the canthi: the guard sees the
 #: reading came from the second site (less certain than the canthi; an alarm is re-measured all the same).
 SITE_NOTE = " (glasses)"
@@ -85,8 +84,8 @@ class HistoryPanel(QWidget):
         why = f" ({', '.join(sorted(quality))})" if level == "retry" and quality else ""
         item = QListWidgetItem(f"{wall}  {level.upper()}{temp}{why}")
         item.setData(Qt.ItemDataRole.UserRole, level)
-        item.setForeground(QColor(LEVEL_TEXT.get(level, "#000000")))
-        if thumbnail is not None and thumbnail.size and level in ("elevated", "fever"):
+        item.setForeground(QColor(LEVEL_COLOURS.get(level, "#000000")))
+        if thumbnail is not None and thumbnail.size and level in ALARM_LEVELS:
             item.setIcon(QIcon(bgr_pixmap(thumbnail, 64)))
         self.list.insertItem(0, item)
         while self.list.count() > HISTORY_ROWS:
@@ -98,7 +97,7 @@ class HistoryPanel(QWidget):
         rows = store.screenings()[-HISTORY_ROWS:]
         for row in rows:
             thumbnail = None
-            if row["level"] in ("elevated", "fever"):
+            if row["level"] in ALARM_LEVELS:
                 for snap in store.snapshots(row["id"]):
                     if snap["kind"] == "visible":
                         thumbnail = cv2.imread(str(snapshots_dir / snap["path"]))
@@ -278,7 +277,7 @@ class MainWindow(QMainWindow):
         self._update_counters()
         self.history.add(d.level, d.body_c, d.quality, time.strftime("%H:%M:%S"), note.snapshot_bgr, d.site,
                          d.u95_c)
-        if d.level in ("elevated", "fever"):
+        if d.level in ALARM_LEVELS:
             alarm = PendingAlarm(note.screening_id, d.track_id, d.level, d.body_c, d.skin_c, d.t_decided,
                                  note.snapshot_bgr, emitted_at=note.emitted_at, u95_c=d.u95_c,
                                  uncertain="uncertain" in d.quality)
@@ -288,15 +287,15 @@ class MainWindow(QMainWindow):
             self.alarm_shown.emit(alarm)
 
     def on_system_event(self, event: SystemEvent) -> None:
-        if event.kind == "camera_lost":
+        if event.kind == EventKind.CAMERA_LOST:
             self.lost.add(event.detail.split(":")[0])
-        elif event.kind == "camera_recovered":
+        elif event.kind == EventKind.CAMERA_RECOVERED:
             self.lost.discard(event.detail.split(":")[0])
         elif event.kind.startswith("blackbody_"):
             self.blackbody_state = (event.kind, event.detail)
-        elif event.kind == "storage_fault":
+        elif event.kind == EventKind.STORAGE_FAULT:
             self.storage_fault = event.detail
-        elif event.kind == "storage_recovered":
+        elif event.kind == EventKind.STORAGE_RECOVERED:
             self.storage_fault = None
         self._update_system_strip()
 

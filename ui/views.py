@@ -17,13 +17,12 @@ from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
+from station.types import LEVEL_COLOURS as STATION_LEVEL_COLOURS
+from station.types import Level
 from ui.palette import LEVELS_C, colour_bar, colourise
 
 LEVEL_COLOURS = {
-    "normal": QColor("#2e7d32"),
-    "elevated": QColor("#ff8f00"),
-    "fever": QColor("#d50000"),
-    "retry": QColor("#78909c"),
+    **{level: QColor(hex_colour) for level, hex_colour in STATION_LEVEL_COLOURS.items()},
     "measuring": QColor("#eceff1"),
 }
 
@@ -105,7 +104,7 @@ class ImageView(QWidget):
         top = rect.top() - text_h if rect.top() - text_h >= 0 else rect.bottom()
         box = QRectF(rect.left(), top, text_w, text_h)
         painter.fillRect(box, colour)
-        painter.setPen(QColor("#000000") if mark.level in ("measuring", "elevated") else QColor("#ffffff"))
+        painter.setPen(QColor("#000000") if mark.level in ("measuring", Level.ELEVATED) else QColor("#ffffff"))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, mark.label)
 
     def _paint_paused(self, painter: QPainter, target: QRectF) -> None:

@@ -23,7 +23,7 @@ from PyQt6.QtCore import QObject, Qt, QThread, pyqtSignal
 from station.alarm import AlarmPolicy, AlarmSettings
 from station.errors import StationError
 from station.pipeline import Station, Tick
-from station.types import ScreeningDecision, SystemEvent
+from station.types import ALARM_LEVELS, ScreeningDecision, SystemEvent
 
 StationFactory = Callable[[], AbstractContextManager[Station]]
 
@@ -135,7 +135,7 @@ class StationWorker(QObject):
                 self.system_event.emit(event)
 
     def _send(self, station: Station, decision: ScreeningDecision, tick: Tick | None) -> None:
-        alarm = decision.level in ("elevated", "fever")
+        alarm = decision.level in ALARM_LEVELS
         snapshot = face_crop(tick, decision.track_id) if alarm else None
         note = DecisionNote(decision, station.screening_ids.get(decision.track_id), snapshot, time.perf_counter())
         self.decision.emit(note)
