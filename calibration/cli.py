@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+from tabulate import tabulate
 
 from calibration.cli_blackbody import blackbody_command, verify_command
 from calibration.cli_spot_size import spot_size_command
@@ -223,12 +224,16 @@ def _prompt(k: int, n: int) -> None:
                  default="", show_default=False, prompt_suffix=" ")
 
 
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    """A per-pose table: the name left-aligned as text (a pose may be named "3"), figures to 0.01, "-" for none."""
+    return tabulate(rows, headers=headers, tablefmt="plain", floatfmt=".2f", missingval="-",
+                    disable_numparse=[0], colalign=("left",) + ("right",) * (len(headers) - 1))
+
+
 def _print_fit(fit, parallax: bool) -> None:
-    click.echo(f"{'pose':<12}{'distance':>10}{'points':>8}{'fit rms':>10}{'left out':>10}")
-    for name, error in fit.per_pose_rms_px.items():
-        left = fit.per_pose_lopo_px.get(name)
-        left_text = f"{left:8.2f}px" if left is not None else "       -  "
-        click.echo(f"{name:<12}{fit.distances_m[name]:>8.2f} m{fit.points[name]:>8}{error:8.2f}px{left_text}")
+    click.echo(_table(["pose", "distance m", "points", "fit rms px", "left out px"],
+                      [[name, fit.distances_m[name], fit.points[name], error, fit.per_pose_lopo_px.get(name)]
+                       for name, error in fit.per_pose_rms_px.items()]))
     lopo = f"{fit.lopo_rms_px:.2f}" if fit.lopo_rms_px is not None else "n/a (fewer than 3 poses)"
     click.echo(f"registration: {fit.rms_px:.2f} px RMS on the poses fitted, {lopo} px leaving each pose out "
                "(thermal pixels)")
@@ -300,9 +305,8 @@ def check_registration(profile_path: Path, pairs: tuple[Path, ...], recording: P
     focal = profile.registration.visible_focal_px
     found = [pose for pose, _ in _poses(pairs, recording, False, None, None, 0, spec, 60.0, focal)]
     per_pose, overall = measure(profile.registration, found)
-    click.echo(f"{'pair':<12}{'distance':>10}{'points':>8}{'rms':>10}")
-    for pose in found:
-        click.echo(f"{pose.name:<12}{pose.distance_m:>8.2f} m{len(pose.visible_px):>8}{per_pose[pose.name]:8.2f}px")
+    click.echo(_table(["pair", "distance m", "points", "rms px"],
+                      [[pose.name, pose.distance_m, len(pose.visible_px), per_pose[pose.name]] for pose in found]))
     click.echo(f"overall: {overall:.2f} px RMS over {sum(len(p.visible_px) for p in found)} points "
                f"(the profile was fitted to {profile.registration.rms_error_px:.2f} px)")
 
@@ -375,7 +379,7 @@ def _describe(path: Path, profile: CalibrationProfile, max_age_days: float) -> N
 
 def _last_verification(db: Path | None) -> str | None:
     """The newest verification logged in the event store, as one line (None when there is no log)."""
-    from station.headless import data_dir
+    from station.paths import data_dir
     from station.store import EventStore
 
     path = db or data_dir() / "station.db"

@@ -412,7 +412,7 @@ def verify_command(
       station calibrate verify --live --thermal lepton --seconds 5
       station calibrate verify --reading 35.02 --profile station.toml
     """
-    from station.headless import default_db_path
+    from station.paths import default_db_path
     from station.store import EventStore
     from station.types import SystemEvent
 

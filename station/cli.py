@@ -173,7 +173,7 @@ def run(
       station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl --db /tmp/s.db
       station run --thermal lepton --visible 0 --calibration station.toml --kiosk
     """
-    from station.headless import default_db_path
+    from station.paths import default_db_path
 
     db = db or default_db_path()
     if headless or not _window_can_open(None):
@@ -207,8 +207,8 @@ def demo(fast: bool, db: Path | None, headless: bool, screenshot: Path | None, a
     """
     import os
 
-    from station.headless import default_db_path
     from station.model_setup import ModelManifest, prepare_model
+    from station.paths import default_db_path
 
     if not DEMO_RECORDING.is_dir():
         raise StationError(f"{DEMO_RECORDING}: the demo recording is missing; regenerate it with "

@@ -58,7 +58,8 @@ def _parse_day_or_time(value: str, *, end: bool, option: str = "--to") -> dateti
 
 def _open_store(db: Path | None, *, snapshots: bool = False, read_only: bool = False):
     """The log at ``db`` (default: the station's); read-only for checks, which must change no byte of it."""
-    from station.headless import default_db_path, snapshots_dir_for
+    from station.headless import snapshots_dir_for
+    from station.paths import default_db_path
     from station.store import EventStore
 
     path = db or default_db_path()

@@ -8,13 +8,13 @@ here as under the main group.
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from pathlib import Path
 
 import click
 
 from station import body_model as bm
+from station.atomic import atomic_write
 from station.cli_group import CONTEXT, StationGroup
 from station.errors import StationError
 
@@ -105,12 +105,7 @@ def _label(features: tuple[str, ...], site: str = "canthus") -> str:
 
 def _write(path: Path, text: str) -> None:
     """Write next to the target and rename, so a failed write never leaves half a model."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 @body_model.command("fit", context_settings=CONTEXT)

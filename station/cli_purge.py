@@ -83,7 +83,8 @@ def purge(dry_run: bool, db: Path | None, images_days: float | None, records_day
 
 def _purge(dry_run: bool, db: Path | None, images_days: float | None, records_days: float | None) -> None:
     from station.config import default_config_path, load_config
-    from station.headless import default_db_path, snapshots_dir_for
+    from station.headless import snapshots_dir_for
+    from station.paths import default_db_path
     from station.retention import RetentionPolicy, apply_purge, plan_purge
     from station.store import EventStore
 

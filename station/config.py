@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import tomllib
@@ -30,8 +29,10 @@ from typing import Any
 import tomli_w
 
 from station.alarm import AlarmPolicy, AlarmSettings, check_thresholds
+from station.atomic import atomic_write
 from station.errors import StationError
 from station.guidance import DEFAULT_GUIDANCE
+from station.paths import default_config_path  # noqa: F401  (its old home: still importable)
 from station.retention import RetentionPolicy
 
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
@@ -116,11 +117,6 @@ def _retention_keys(message: str) -> str:
     return " ".join(message.split())
 
 
-def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "fever-station" / "config.toml"
-
-
 def load_config(path: Path) -> StationConfig:
     """The settings in ``path``; defaults when it does not exist yet."""
     if not path.exists():
@@ -155,13 +151,7 @@ def save_config(config: StationConfig, path: Path) -> None:
     config.check(str(path))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {k: v for k, v in asdict(config).items() if v is not None}
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(tomli_w.dumps(data))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, tomli_w.dumps(data), mode=0o600)
 
 
 def check_pin_format(pin: str) -> None:

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from station.atomic import atomic_writer
 from station.chain import recorded_snapshots
 from station.errors import StationError
 from station.model_setup import sha256_file
@@ -199,9 +200,8 @@ def export(
         if fmt == "csv":
             for row in rows:
                 row["images"] = json.dumps(row.get("images", []))
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with atomic_writer(out, mode=0o600, newline="") as handle:
             if fmt == "csv":
                 write_csv(rows, handle, tick)
             elif fmt == "json":
@@ -209,12 +209,7 @@ def export(
             else:
                 handle.write(_html(filt, rows, acks, events, station, elevated_c, fever_c, clock))
                 tick(len(rows))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StationError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
     digest = sha256_file(out)
     export_id = store.record_export({

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import _thread
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +43,7 @@ from station.detect import FaceDetector
 from station.errors import StationError
 from station.guarded_log import GuardedLog, spill_path_for
 from station.intake import Intake
+from station.paths import APP_DIR_NAME, data_dir, default_db_path  # noqa: F401  (their old home: still importable)
 from station.pipeline import Station, Tick
 from station.radiometry import Radiometer
 from station.retention import RetentionPolicy
@@ -51,24 +51,9 @@ from station.stop_signals import stop_on_signals
 from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
-APP_DIR_NAME = "fever-station"
 #: Exit codes of a headless run whose log is incomplete (see the module notes).
 EXIT_HELD = 4
 EXIT_LOST = 5
-
-
-def data_dir() -> Path:
-    """Where the station keeps its log: ``$XDG_DATA_HOME/fever-station`` (``~/.local/share`` by default)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / APP_DIR_NAME
-
-
-def default_db_path(name: str = "station.db") -> Path:
-    """The station's configured database, its directory created on first use (mode 0700: it holds
-    health data). ``station demo`` passes ``demo.db`` so demo screenings never mix with a real log."""
-    folder = data_dir()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder / name
 
 
 def snapshots_dir_for(db: Path) -> Path:

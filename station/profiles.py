@@ -2,9 +2,9 @@
 
 A technician must be able to prove the station was in tolerance on any given day, so profiles are
 never overwritten or edited: each new one is a new file named by its creation time and technician,
-written once (``O_EXCL``) and made read-only. Which one the station uses is a separate one-line
-pointer file, ``active``, replaced atomically, so switching back to an older profile is one write and
-the history stays whole.
+written once (whole, then linked in only if its name is free: never over another file) and made
+read-only. Which one the station uses is a separate one-line pointer file, ``active``, replaced
+atomically, so switching back to an older profile is one write and the history stays whole.
 
 Layout (``$XDG_DATA_HOME/fever-station/profiles/`` by default)::
 
@@ -17,23 +17,18 @@ It lives in ``station`` because the engine reads the active profile when no ``--
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from station.atomic import atomic_write
 from station.errors import ProfileError
+from station.paths import default_profiles_dir
 from station.profile import CalibrationProfile
 
 ACTIVE_POINTER = "active"
 _SLUG = re.compile(r"[^a-z0-9]+")
-
-
-def default_profiles_dir() -> Path:
-    """``$XDG_DATA_HOME/fever-station/profiles`` (beside the station's log)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "fever-station" / "profiles"
 
 
 @dataclass(frozen=True)
@@ -90,14 +85,12 @@ class ProfileStore:
             text = text_toml.encode("utf-8")
             for n in range(1, 1000):
                 path = self.root / (f"{stamp}-{slug}.toml" if n == 1 else f"{stamp}-{slug}-{n}.toml")
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                if path.exists():
+                    continue
+                try:  # written whole beside it, then linked in only while the name is still free
+                    atomic_write(path, text, mode=0o444, exclusive=True)
                 except FileExistsError:
                     continue
-                with os.fdopen(fd, "wb") as out:
-                    out.write(text)
-                    out.flush()
-                    os.fsync(out.fileno())
                 break
             else:  # pragma: no cover - a thousand profiles in one second
                 raise ProfileError(f"{self.root}: too many profiles made at {profile.created}")
@@ -114,10 +107,8 @@ class ProfileStore:
             known = ", ".join(p.name for p in self._files()) or "none"
             raise ProfileError(f"{name}: no such profile in {self.root} (profiles: {known})")
         CalibrationProfile.load(path)  # refuse to point at a profile the engine could not read
-        tmp = self.root / f".{ACTIVE_POINTER}.tmp"
         try:
-            tmp.write_text(path.name + "\n", encoding="utf-8")
-            os.replace(tmp, self.root / ACTIVE_POINTER)
+            atomic_write(self.root / ACTIVE_POINTER, path.name + "\n")
         except OSError as exc:
             raise ProfileError(f"{self.root}: cannot set the active profile ({exc.strerror or exc})") from None
         return path

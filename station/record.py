@@ -55,6 +55,7 @@ import cv2
 import numpy as np
 
 import station
+from station.atomic import atomic_write
 from station.capture import CaptureThread, LatestFrameSlot
 from station.errors import RecordingError, StationError
 from station.profile import CalibrationProfile
@@ -890,9 +891,7 @@ def _add_to_meta(path: Path, key: str, value: object) -> None:
     """
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta[key] = value
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
 
 __all__ = ["DEFAULT_VIDEO", "FrameBuffer", "Progress", "RecordRequest", "RecordResult", "VIDEO_FORMATS",

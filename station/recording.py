@@ -27,7 +27,6 @@ import csv
 import heapq
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 from numpy.lib import format as npy_format
 
+from station.atomic import atomic_write
 from station.errors import RecordingError
 from station.sources.devices import quiet_opencv
 from station.types import STREAMS, Frame, Stream
@@ -282,10 +282,8 @@ def _prepare_directory(directory: Path, overwrite: bool, stream_files: Iterable[
 
 
 def _write_json_atomically(path: Path, value: Mapping[str, Any]) -> None:
-    """Write JSON through a temporary file and ``os.replace`` so a reader never sees half a meta.json."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically and durably (:func:`station.atomic.atomic_write`): never half a meta.json."""
+    atomic_write(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
 def _open_video_writer(path: Path, info: VisibleStreamInfo) -> cv2.VideoWriter:
