@@ -11,7 +11,6 @@ screening.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from station.atomic import atomic_write
 from station.errors import StationError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -231,14 +231,7 @@ def prepare_graph(shipped: bytes, manifest: ModelManifest) -> bytes:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    """Write beside the target and rename, so no reader ever sees half a model."""
+    """Write beside the target, fsync and rename, so no reader ever sees half a model (the model is for every
+    user of the station: 0644)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is for every user of the station
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, data, mode=0o644)
