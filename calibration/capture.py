@@ -9,6 +9,7 @@ only frame of its pose), and one pair per stillness, not dozens of copies of the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -114,3 +115,20 @@ def _fresh_pair(pairs: Iterator) -> object:
     except StopIteration:
         raise StationError("the cameras stopped sending frames") from None
     return pair
+
+
+def frames_for(source, seconds: float):
+    """A live source's frames for ``seconds`` (or until it says it has finished), one by one.
+
+    A grab that failed (``read()`` gives None) gets the camera a moment before the next one, so a technician's
+    live measurement rides out a dropped frame instead of ending on it.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame = source.read()
+        if frame is None:
+            if source.finished:
+                return
+            time.sleep(0.01)
+            continue
+        yield frame

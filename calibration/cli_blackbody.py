@@ -38,6 +38,7 @@ from calibration.blackbody import (
     read_blackbody,
     verify_reading,
 )
+from calibration.capture import frames_for
 from station import verification
 from station.cli_group import CONTEXT
 from station.errors import ProfileError, StationError
@@ -145,14 +146,7 @@ def _sensor_frames_live(spec: str, seconds: float, base: CalibrationProfile) -> 
     radiometer: Radiometer | None = None
     stride, seen = 1, 0
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            frame = source.read()
-            if frame is None:
-                if source.finished:
-                    break
-                time.sleep(0.01)  # a grab that failed; the camera gets a moment before the next one
-                continue
+        for frame in frames_for(source, seconds):
             if radiometer is None:
                 radiometer = _live_radiometer(spec, source, frame.meta, base)
             if seen % stride == 0:

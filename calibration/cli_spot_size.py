@@ -28,7 +28,6 @@ nothing is stored then.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ import click
 import numpy as np
 
 from calibration.blackbody import check_setpoint
+from calibration.capture import frames_for
 from calibration.cli_blackbody import CELSIUS, _base_profile, _live_radiometer
 from calibration.spot_size import (
     MIN_CONTRAST_C,
@@ -189,14 +189,7 @@ def _live_poses(spec: str, distances: Sequence[float], seconds: float, base: Cal
             for attempt in range(1, LIVE_ATTEMPTS + 1):
                 prompt(k, len(distances), distance)
                 tracker: StillPoses | None = None
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline:
-                    frame = source.read()
-                    if frame is None:
-                        if source.finished:
-                            break
-                        time.sleep(0.01)  # a grab that failed; the camera gets a moment before the next one
-                        continue
+                for frame in frames_for(source, seconds):
                     if radiometer is None:
                         radiometer = _live_radiometer(spec, source, frame.meta, base)
                     if tracker is None:
