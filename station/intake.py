@@ -192,7 +192,7 @@ def open_intake(
             # by what the disc reads. An uncorrected Lepton may be off by its whole ±5 °C specification,
             # and a disc a few pixels across reads a little low from its blurred rim: hence 6 °C.
             profile = dataclasses.replace(profile, blackbody=Blackbody(disc.roi, float(reference_c),
-                                                                       KIOSK_REFERENCE_TOLERANCE_C))
+                                                                       KIOSK_REFERENCE_TOLERANCE_C, disc=True))
             label += f"; reference disc at {disc.roi} held at {reference_c:g} °C"
         elif disc is not None:
             label += (f"; reference disc at {disc.roi} reads {disc.reading_c:.1f} °C uncorrected "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def reference_u_c(profile: CalibrationProfile) -> float:
     """What the profile's temperature reference leaves uncertain (0 without one: nothing is screened)."""
     if profile.blackbody is None:
         return 0.0
-    return REFERENCE_DISC_U_C if profile.station_id == "thermal-only" else BLACKBODY_U_C
+    return REFERENCE_DISC_U_C if profile.blackbody.disc else BLACKBODY_U_C
 
 
 @dataclass
@@ -144,6 +144,9 @@ class Station:
         self.calibration_age_days: float | None = None
         self.calibration_expired = False
         self._calibration_event = self._judge_calibration(0.0)
+        # when the profile passes its age limit, so each frame only compares two times (None: not checked)
+        self._expires_at = (None if self.calibration_age_days is None or self.calibration_expired else
+                            self.wall_time(0.0) + timedelta(days=max_calibration_age_days - self.calibration_age_days))
         self._profile_fits_frames = False
         # No blackbody and no reference disc at a known temperature: nothing ties the camera's numbers to
         # degrees (a Lepton is specified at +-5 °C), so no absolute temperature may be claimed.
@@ -226,7 +229,8 @@ class Station:
             self.log.poll(pair.t)
             events = [*events, *self._purge_if_due()]
         self._blackbody_error = thermal.blackbody_error_c
-        if not self.calibration_expired and self.calibration_age_days is not None:
+        if self._expires_at is not None and self.wall_time(pair.t) > self._expires_at:
+            self._expires_at = None
             expired = self._judge_calibration(pair.t)  # a station running past its calibration's limit
             if expired is not None:
                 self.log_event(expired)

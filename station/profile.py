@@ -94,6 +94,9 @@ class Blackbody:
     roi: tuple[int, int, int, int]
     setpoint_c: float
     tolerance_c: float = 0.3
+    #: A kiosk's heated reference disc found in the frames and held at a temperature the operator gave,
+    #: rather than a calibrated blackbody: known less well (never written to a profile file).
+    disc: bool = False
 
 
 #: What a thermal camera's PSF sigma may be (px): below 0.2 px no f/1 lens in 8-14 µm gets on 12 µm pixels
