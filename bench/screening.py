@@ -10,11 +10,11 @@ it can, matches every decision to the true person whose face boxes its track fol
 
 - per variant: people, measurable, decided, skin error (decision's ``skin_c`` minus the true canthus
   temperature) mean and 95th percentile of its size, decision latency ``t_decided - first_visible_t``
-  (95th percentile), missed fevers (body >= 37.8 °C not ``elevated``/``fever``) and false fevers
+  (95th percentile), missed fevers (body >= 37.8 °C not ``elevated``/``fever``, or never decided) and false fevers
   (body < 37.3 °C called ``fever``);
 - per distance band (the face's distance when the decision was taken), pooled, and per variant;
 - the worst variant, and one line saying whether every variant meets p95 |skin error| <= 0.3 °C and
-  p95 latency <= 1.0 s.
+  p95 latency <= 1.0 s with no missed fever.
 
 A variant is only a simulator configuration chosen here; the engine runs with its default settings and
 is never told which variant it is screening.
@@ -216,6 +216,8 @@ def evaluate(path: Path, detector: FaceDetector, *, blackbody: bool, measure: Me
         mine = per_person[person["person"]]
         if not mine:
             rows.append((person["person"], person["canthus_c"], None, "NONE", [], float("nan")))
+            if person["body_c"] >= 37.8:  # a febrile person the station never decided on was not caught either
+                missed_fever.append((person["person"], person["body_c"], "no decision", []))
             continue
         d = mine[0]
         latency = d.t_decided - person["first_visible_t"]
@@ -330,7 +332,7 @@ def main() -> None:
     for variant, path in cases:
         r = evaluate(path, detector, blackbody=not args.no_blackbody, measure=measure)
         n, mean_err, p95_err, p95_lat = _summary(r["decided"])
-        meets = p95_err <= P95_BAR_C and p95_lat <= LATENCY_BAR_S
+        meets = p95_err <= P95_BAR_C and p95_lat <= LATENCY_BAR_S and not r["missed_fever"]
         results.append((variant, r, mean_err, p95_err, p95_lat, meets))
         pooled += [dict(d, variant=variant.name) for d in r["decided"]]
         print(f"{variant.name:15} {r['sensor'].removeprefix('simulated-')[:20]:20} {r['people']:6d} "
@@ -401,8 +403,8 @@ def main() -> None:
     print(f"worst variant: {worst[0].name} (p95 |skin error| {worst[3]:.3f} °C, mean {worst[2]:+.3f} °C, "
           f"p95 latency {worst[4]:.2f} s); slowest: {slowest[0].name} (p95 latency {slowest[4]:.2f} s)")
     met = sum(x[5] for x in results)
-    print(f"every variant meets p95 |skin error| <= {P95_BAR_C} °C and p95 latency <= {LATENCY_BAR_S} s: "
-          f"{'YES' if met == len(results) else 'NO'} ({met} of {len(results)} variants do)")
+    print(f"every variant meets p95 |skin error| <= {P95_BAR_C} °C and p95 latency <= {LATENCY_BAR_S} s "
+          f"with no missed fever: {'YES' if met == len(results) else 'NO'} ({met} of {len(results)} variants do)")
 
 
 if __name__ == "__main__":
