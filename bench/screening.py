@@ -39,16 +39,16 @@ from pathlib import Path
 
 import numpy as np
 
-from station.alarm import AlarmPolicy, AlarmSettings
-from station.body_model import load_glasses_model
-from station.detect import FaceDetector
-from station.intake import open_intake
-from station.measure import MeasureSettings
+from station.acquire.intake import open_intake
+from station.acquire.radiometry import Radiometer
+from station.acquire.recording import Recording
 from station.pipeline import Station, Tick
-from station.radiometry import Radiometer
-from station.recording import Recording
+from station.screen.alarm import AlarmPolicy, AlarmSettings
+from station.screen.body_model import load_glasses_model
+from station.screen.detect import FaceDetector
+from station.screen.measure import MeasureSettings
+from station.screen.track import iou_matrix
 from station.sim.simulator import Simulation, SimulationConfig, write_recording
-from station.track import iou_matrix
 from station.types import ScreeningDecision
 
 CACHE = Path.home() / ".cache" / "fever-station" / "bench"
@@ -95,7 +95,9 @@ VARIANTS = (
 
 def simulator_digest() -> str:
     """A digest of the simulator's source: cached recordings are remade when the simulator changes."""
-    sources = sorted((Path(__file__).resolve().parents[1] / "station" / "sim").glob("*.py"))
+    # live.py streams a scene to a running station; it renders nothing a recording holds.
+    sources = sorted(p for p in (Path(__file__).resolve().parents[1] / "station" / "sim").glob("*.py")
+                     if p.name != "live.py")
     return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:10]
 
 

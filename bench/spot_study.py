@@ -1,7 +1,7 @@
 """Can the frames tell a small canthus from a faint one? Spot-size estimators on what the engine read.
 
 The station corrects the canthus's hottest pixel by the camera's response to a spot of the *typical*
-anatomical size (``station/spot_size.py``). This study asks whether reading each person's own spot off
+anatomical size (``station/screen/spot_size.py``). This study asks whether reading each person's own spot off
 the frames would do better. It runs the engine on ``bench/screening.py``'s variants (the same cached
 renders, default settings), keeps the 9x9 thermal pixels around every canthus reading the engine used
 (observing ``read_spot``; nothing in the engine changes), and re-decides each person on the same
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 import station.pipeline as pipeline
-from station.detect import FaceDetector
-from station.measure import MeasureSettings
-from station.spot_size import CANTHUS_RADIUS_MM, HALF_MAX_PER_SIGMA, retention
+from station.screen.detect import FaceDetector
+from station.screen.measure import MeasureSettings
+from station.screen.spot_size import CANTHUS_RADIUS_MM, HALF_MAX_PER_SIGMA, retention
 
 _spec = importlib.util.spec_from_file_location("screening", Path(__file__).with_name("screening.py"))
 screening = importlib.util.module_from_spec(_spec)
@@ -74,7 +74,7 @@ def observe_readings() -> list[dict]:
 
 
 def prior(patch: np.ndarray, psf: float, ppm: float, radius_mm: float = CANTHUS_RADIUS_MM) -> float:
-    """The engine's correction (station.spot_size.read_spot) with the radius given."""
+    """The engine's correction (station.screen.spot_size.read_spot) with the radius given."""
     p5 = patch[HALF - 2:HALF + 3, HALF - 2:HALF + 3]
     skin = float(np.median(np.concatenate([p5[0], p5[-1], p5[1:-1, 0], p5[1:-1, -1]])))
     excess = p5[2, 2] - skin
@@ -134,7 +134,7 @@ def errors(readings: list[dict], decisions, owner, truth, estimate) -> np.ndarra
 
 
 def pipeline_best(readings: list[dict], share: float = 0.85, least: int = 3) -> list[dict]:
-    """The engine's choice of readings (station.track.best_resolved with its defaults)."""
+    """The engine's choice of readings (station.screen.track.best_resolved with its defaults)."""
     top = max(r["side"] for r in readings)
     chosen = [r for r in readings if r["side"] >= share * top]
     return chosen if len(chosen) >= least else sorted(readings, key=lambda r: r["side"], reverse=True)[:least]

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from station.export import ExportFilter, export  # noqa: E402
-from station.store import EventStore  # noqa: E402
+from station.log.export import ExportFilter, export  # noqa: E402
+from station.log.store import EventStore  # noqa: E402
 from station.types import ScreeningDecision  # noqa: E402
 
 LEVELS = ("normal",) * 90 + ("retry",) * 6 + ("elevated",) * 3 + ("fever",)

@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import station.pipeline  # noqa: E402
+from station.acquire.importers.cptv import import_cptv  # noqa: E402
+from station.acquire.intake import open_intake  # noqa: E402
+from station.acquire.reference_disc import find_reference_disc  # noqa: E402
 from station.headless import open_station  # noqa: E402
-from station.importers.cptv import import_cptv  # noqa: E402
-from station.intake import open_intake  # noqa: E402
 from station.pipeline import Tick  # noqa: E402
-from station.reference_disc import find_reference_disc  # noqa: E402
 from station.types import ScreeningDecision  # noqa: E402
 
 TKO8 = "TKO8-810440-2021-03-23T22:40:09.052Z.cptv"

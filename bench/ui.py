@@ -28,9 +28,9 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 from PyQt6.QtCore import QTimer  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from station.cli import DEMO_RECORDING  # noqa: E402
+from station.acquire.intake import open_intake  # noqa: E402
+from station.cli.main import DEMO_RECORDING  # noqa: E402
 from station.headless import open_station  # noqa: E402
-from station.intake import open_intake  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 
 

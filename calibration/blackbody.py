@@ -7,7 +7,7 @@ here works on the *sensor's* °C (apparent, emissivity 1, before any correction)
 that were already corrected by an old profile would fit the residual of that profile, not the camera.
 
 Pure functions on numpy arrays: no click, no files, no clock. The command line
-(:mod:`calibration.cli_blackbody`) reads recordings and cameras and hands the arrays in.
+(:mod:`calibration.cli.blackbody`) reads recordings and cameras and hands the arrays in.
 
 Why each step is as it is:
 
@@ -16,7 +16,7 @@ Why each step is as it is:
   sequence picks it even when someone stands in front of it for a moment, and the window of
   ``search_c`` around the set point allows for the very sensor error the calibration is to remove.
 * **Reading it.** The per-frame reading is the interquartile mean the station's own monitor uses
-  (:func:`station.radiometry.blackbody_reading`), so calibration and screening read the source the same
+  (:func:`station.acquire.radiometry.blackbody_reading`), so calibration and screening read the source the same
   way; the median over frames then ignores the frames in which a hand or a head crossed the ROI.
 * **Fitting.** One set point identifies an offset and nothing else; two or more distinct set points
   identify a gain as well, by least squares.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from station.profile import CalibrationProfile, Radiometry
-from station.radiometry import blackbody_reading
+from station.acquire.radiometry import blackbody_reading
+from station.profile.schema import CalibrationProfile, Radiometry
 
 #: Set points this station can be calibrated at: below 20 °C a source is at or under room
 #: temperature (its reading is dominated by reflections), above 50 °C it is far outside the skin range

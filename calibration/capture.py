@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from calibration.targets import PosePoints, TargetNotFound, TargetSpec, detect, match_pose
+from station.acquire.intake import open_intake
 from station.errors import StationError
-from station.intake import open_intake
-from station.profile import focal_from_hfov
+from station.profile.schema import focal_from_hfov
 
 STILL_PX = 1.0  # visible points moving less than this between frames: the target is still
 NEIGHBOUR_S = 0.25  # frames further apart than this are not compared for motion

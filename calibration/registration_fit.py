@@ -1,7 +1,7 @@
 """Fitting the visible -> thermal mapping the engine uses, and measuring it honestly.
 
 The engine maps a visible point at depth ``d`` to ``H(x) + p * (1/d - 1/d_ref)`` thermal pixels
-(:func:`station.registration.visible_to_thermal`). We fit exactly that model, all ten numbers at once,
+(:func:`station.profile.registration.visible_to_thermal`). We fit exactly that model, all ten numbers at once,
 by least squares on the thermal-pixel error of every matched target point, each point at its own
 depth: a tilted target spans several depths, and one depth per pose would leave its slope in the
 residuals. A homography alone cannot explain poses at different distances; the parallax vector ``p``
@@ -27,8 +27,8 @@ from scipy.optimize import least_squares
 
 from calibration.targets import PosePoints
 from station.errors import StationError
-from station.profile import Registration
-from station.registration import visible_to_thermal
+from station.profile.registration import visible_to_thermal
+from station.profile.schema import Registration
 
 MIN_POSES = 3
 MIN_POINTS = 6

@@ -2,12 +2,12 @@
 
 Why measure it
 --------------
-The engine corrects a canthus's peak for the blur it suffers (:mod:`station.spot_size`), and the size
+The engine corrects a canthus's peak for the blur it suffers (:mod:`station.screen.spot_size`), and the size
 of that correction is set by the optics' point-spread function ``sigma_o``. The documented default per
-camera model (:data:`station.spot_size.PSF_SIGMA_PX`) is diffraction plus a guessed 0.25 px allowance for
+camera model (:data:`station.screen.spot_size.PSF_SIGMA_PX`) is diffraction plus a guessed 0.25 px allowance for
 aberrations and defocus; a real lens, focused by hand on a kiosk, can be sharper or a good deal softer.
 This module measures it, so ``station calibrate spot-size`` can store it in the profile
-(``[optics] psf_sigma_px``, :attr:`station.profile.CalibrationProfile.optics_psf_sigma_px`).
+(``[optics] psf_sigma_px``, :attr:`station.profile.schema.CalibrationProfile.optics_psf_sigma_px`).
 
 The physics
 -----------
@@ -29,14 +29,14 @@ where ``c`` is the disc's centre and the probability is the disc convolved with 
 a non-central chi-squared distribution function: ``ncx2.cdf(R^2/sigma_o^2, 2, |p - c|^2/sigma_o^2)``.
 :func:`pixel_fractions` evaluates it exactly, integrating over the pixel by Gauss-Legendre quadrature.
 The textbook shortcut ``1 - exp(-R^2 / (2 (sigma_o^2 + 1/12)))`` (pixel footprint as an extra variance,
-:func:`station.spot_size.blur_variance`) is the value for a disc centred on its pixel; off centre the
+:func:`station.screen.spot_size.blur_variance`) is the value for a disc centred on its pixel; off centre the
 pixel reads much less (R = 1 px, sigma_o = 0.4 px: 0.87 centred, 0.61 at a pixel corner), so the model
 uses the **measured sub-pixel phase** of each pose (the disc's centre, fitted on the pose's own pixels by
 :func:`refine_centre`) rather than the shortcut or an average over phases, which would turn the phase
 of each pose into unexplained scatter.
 
 Blur mixes radiance, not temperature: the frames are turned into the camera's in-band signal through its
-Planck curve (:func:`station.radiometry.signal_from_celsius`) before anything is subtracted or summed,
+Planck curve (:func:`station.acquire.radiometry.signal_from_celsius`) before anything is subtracted or summed,
 so "signal" below means that linear quantity. ``sigma_o`` is then fitted by least squares to the
 measured retentions over several distances (at least three, the farthest at least twice the nearest, so
 ``R`` spans from about 1 px, where the blur shows, to about 4 px, where it does not).
@@ -57,7 +57,7 @@ nominal field of view is known the measured focal must agree with it within
 may also impose the nominal focal (``--hfov-deg``).
 
 Everything here is a pure function of arrays (signal frames, distances); reading cameras, recordings and
-profiles is :mod:`calibration.cli_spot_size`'s. Every refusal is a one-line :class:`ValueError`.
+profiles is :mod:`calibration.cli.spot_size`'s. Every refusal is a one-line :class:`ValueError`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.stats import ncx2
 
-from station.profile import PSF_SIGMA_RANGE_PX
+from station.profile.schema import PSF_SIGMA_RANGE_PX
 
 #: At least this many poses: one parameter is fitted, and the residuals must be able to show a bad pose.
 MIN_POSES = 3
@@ -110,7 +110,7 @@ MIN_STILL_FRAMES = 3
 #: Two still stretches with the aperture this alike (centroid, peak, and flux within 5 %) are one pose,
 #: interrupted (a frame the aperture was not found in, a hand passing).
 SAME_FLUX = 0.05
-#: Bounds of the fit itself (px); the range accepted is :data:`station.profile.PSF_SIGMA_RANGE_PX`.
+#: Bounds of the fit itself (px); the range accepted is :data:`station.profile.schema.PSF_SIGMA_RANGE_PX`.
 FIT_BOUNDS_PX = (0.02, 6.0)
 
 # Gauss-Legendre nodes over a pixel's width: 10 reproduce a 64x oversampled render to 3e-4 of the
@@ -596,7 +596,7 @@ def fit_spot_size(poses: Sequence[PoseReading], aperture_mm: float, *, focal_px:
     ValueError
         Too few or too alike distances; the measured focal far from the nominal; a pose whose flux radius
         contradicts its distance; residuals above :data:`MAX_RMS_RETENTION`; a sigma outside
-        :data:`station.profile.PSF_SIGMA_RANGE_PX`; poses that hardly constrain it
+        :data:`station.profile.schema.PSF_SIGMA_RANGE_PX`; poses that hardly constrain it
         (:data:`MAX_SIGMA_PER_PERCENT_PX`).
     """
     if not (math.isfinite(aperture_mm) and aperture_mm > 0):

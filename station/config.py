@@ -9,8 +9,8 @@ same thresholds as the window.
 Every value is checked when the file is read and before it is written (the window's settings dialog
 saves through :func:`save_config` too), and a bad one is refused in one line naming the file, the key,
 the value and what is allowed. Thresholds are bounded to what a fever screen can mean
-(:func:`station.alarm.check_thresholds`: elevated 37.0-38.5 °C, fever 37.5-39.0 °C and above it, the
-relative margin 0.5-2.0 °C above the baseline), retention to what :class:`~station.retention.RetentionPolicy`
+(:func:`station.screen.alarm.check_thresholds`: elevated 37.0-38.5 °C, fever 37.5-39.0 °C and above it, the
+relative margin 0.5-2.0 °C above the baseline), retention to what :class:`~station.log.retention.RetentionPolicy`
 accepts: a file that would alarm on everybody, or purge an alarm before anyone saw it, never runs.
 """
 
@@ -28,12 +28,12 @@ from typing import Any
 
 import tomli_w
 
-from station.alarm import AlarmPolicy, AlarmSettings, check_thresholds
 from station.atomic import atomic_write
 from station.errors import StationError
-from station.guidance import DEFAULT_GUIDANCE
+from station.log.retention import RetentionPolicy
 from station.paths import default_config_path  # noqa: F401  (its old home: still importable)
-from station.retention import RetentionPolicy
+from station.screen.alarm import AlarmPolicy, AlarmSettings, check_thresholds
+from station.screen.guidance import DEFAULT_GUIDANCE
 
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
 
@@ -60,7 +60,7 @@ class StationConfig:
     #: forehead and mouth regions, fitted to the same FDA data), "none" (ask them to remove their glasses),
     #: or the path of another fitted forehead_mouth model.
     glasses_model: str = "default"
-    #: Retention (see :mod:`station.retention`): alarm images go after this many days...
+    #: Retention (see :mod:`station.log.retention`): alarm images go after this many days...
     retention_images_days: float = 7.0
     #: ...and screenings, acknowledgements and system events after this many (exports are kept).
     retention_records_days: float = 365.0
@@ -72,7 +72,7 @@ class StationConfig:
 
     def alarm_policy(self) -> AlarmPolicy:
         """The alarm policy these settings describe, with the skin-to-body model they name."""
-        from station.body_model import load_glasses_model, load_model
+        from station.screen.body_model import load_glasses_model, load_model
 
         model = None if self.body_model == "offset" else load_model(
             None if self.body_model == "default" else self.body_model)

@@ -5,7 +5,7 @@ alarm policy, event store), so ``station run``, ``station demo``, the window and
 screen with the same engine. ``run_headless`` writes what DESIGN.md's contract promises: a line per
 screening decision and per system event, flushed at once, so another program can act on a decision
 the moment it is made. A line is printed only after its row is durable: logged in the store, or, while
-the store cannot be written, held in the spill file beside it (:mod:`station.guarded_log`), so a
+the store cannot be written, held in the spill file beside it (:mod:`station.log.guarded`), so a
 ``kill -9`` loses nothing already printed.
 
 Stopping
@@ -38,17 +38,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from station.alarm import AlarmPolicy, AlarmSettings
-from station.detect import FaceDetector
+from station.acquire.intake import Intake
+from station.acquire.radiometry import Radiometer
 from station.errors import StationError
-from station.guarded_log import GuardedLog, spill_path_for
-from station.intake import Intake
+from station.log.guarded import GuardedLog, spill_path_for
+from station.log.retention import RetentionPolicy
+from station.log.store import EventStore
 from station.paths import APP_DIR_NAME, data_dir, default_db_path  # noqa: F401  (their old home: still importable)
 from station.pipeline import Station, Tick
-from station.radiometry import Radiometer
-from station.retention import RetentionPolicy
+from station.screen.alarm import AlarmPolicy, AlarmSettings
+from station.screen.detect import FaceDetector
 from station.stop_signals import stop_on_signals
-from station.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
 #: Exit codes of a headless run whose log is incomplete (see the module notes).
@@ -77,7 +77,7 @@ def radiometer_for(intake: Intake, profile, **kwargs: Any) -> Radiometer:
 
 def default_policy() -> AlarmPolicy:
     """Default thresholds with the shipped skin-to-body models (canthus, and forehead and mouth for glasses)."""
-    from station.body_model import load_glasses_model, load_model
+    from station.screen.body_model import load_glasses_model, load_model
 
     return AlarmPolicy(AlarmSettings(), load_model(), load_glasses_model())
 

@@ -18,21 +18,21 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from station.alarm import AlarmPolicy
-from station.detect import FaceDetector
+from station.acquire.intake import Intake, live_wall_time
+from station.acquire.radiometry import Radiometer, estimate_reflected_c
 from station.errors import StationError
-from station.guarded_log import GuardedLog
-from station.intake import Intake, live_wall_time
-from station.measure import ROI_SIDE, MeasureSettings, block_mean, read_skin, several_faces
-from station.profile import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile, check_profile_fits
-from station.radiometry import Radiometer, estimate_reflected_c
-from station.registration import distance_from_eyes, map_faces
-from station.retention import RetentionPolicy, RetentionSchedule
-from station.spot_size import IPD_MM, psf_sigma_px, read_spot
-from station.store import EventStore
-from station.thermal_faces import ThermalFaceSettings
-from station.thermal_faces import find_faces as find_thermal_faces
-from station.track import GEOMETRY_FLAGS, Tracker, TrackSettings, Verdict, add_reading, decide, ready
+from station.log.guarded import GuardedLog
+from station.log.retention import RetentionPolicy, RetentionSchedule
+from station.log.store import EventStore
+from station.profile.registration import distance_from_eyes, map_faces
+from station.profile.schema import MAX_CALIBRATION_AGE_DAYS, CalibrationProfile, check_profile_fits
+from station.screen.alarm import AlarmPolicy
+from station.screen.detect import FaceDetector
+from station.screen.measure import ROI_SIDE, MeasureSettings, block_mean, read_skin, several_faces
+from station.screen.spot_size import IPD_MM, psf_sigma_px, read_spot
+from station.screen.thermal_faces import ThermalFaceSettings
+from station.screen.thermal_faces import find_faces as find_thermal_faces
+from station.screen.track import GEOMETRY_FLAGS, Tracker, TrackSettings, Verdict, add_reading, decide, ready
 from station.types import (
     ALARM_LEVELS,
     EventKind,
@@ -48,7 +48,7 @@ from station.types import (
 THERMAL_ONLY_MAX_GAP_S = 2.5
 THERMAL_ONLY_CONFIRM_FRAMES = 3  # detections before a thermal-only track may be decided
 #: How long after a measured face vanished where it stood (stepped back out of the zone, turned away, looked
-#: down) a face coming back to the spot may be that person's return (see station.track.Tracker.update):
+#: down) a face coming back to the spot may be that person's return (see station.screen.track.Tracker.update):
 #: "a few seconds" out and back; later, the next visitor is as likely, and a second decision is harmless.
 THERMAL_ONLY_RETURN_S = 5.0
 STILL_WIDTHS_PER_S = 0.3  # a face moving less than this many of its own widths per second stands still
@@ -284,7 +284,7 @@ class Station:
 
     def _faces(self, pair: FramePair, thermal: ThermalImage) -> Faces:
         """Faces in the pair's visible frame, or in the thermal frame itself when there is no visible camera
-        (:mod:`station.thermal_faces`). A thermal camera faster than the visible one pairs the same
+        (:mod:`station.screen.thermal_faces`). A thermal camera faster than the visible one pairs the same
         visible frame with several thermal frames; its faces are found once, not once per pairing."""
         if pair.visible is None:
             return find_thermal_faces(self.detector, thermal.celsius, self.thermal_face_settings)
@@ -334,9 +334,9 @@ class Station:
             skin, u_spot = None, 0.0
             if reading.apparent_c is not None and not quality:
                 apparent = reading.apparent_c
-                if reading.site == Site.CANTHUS and reading.canthus_px is not None:
+                if reading.site == Site.CANTHUS and reading.hottest_px is not None:
                     px_per_mm = reading.roi_side_px / ROI_SIDE / IPD_MM  # the face's own ruler: its eyes
-                    spot = read_spot(thermal.celsius, reading.canthus_px, self.psf_sigma_px, px_per_mm)
+                    spot = read_spot(thermal.celsius, reading.hottest_px, self.psf_sigma_px, px_per_mm)
                     if spot is not None:  # the hot spot's peak, corrected for what the optics spread
                         apparent, u_spot = spot.corrected_c, spot.u_c
                 skin = self.radiometer.skin_c(apparent, reflected)
@@ -352,7 +352,7 @@ class Station:
                 Measurement(
                     track_id=int(ids[k]),
                     skin_c=skin,
-                    canthus_px=reading.canthus_px,
+                    hottest_px=reading.hottest_px,
                     thermal_xyxy=tuple(float(v) for v in thermal_xyxy[k]),
                     distance_m=float(distance[k]),
                     quality=frozenset(quality),

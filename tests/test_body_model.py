@@ -13,9 +13,12 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station import body_model as bm
-from station.cli_body_model import body_model
+from station.cli.body_model import body_model
 from station.errors import StationError
+from station.fitting.fda import FDA_DATA_SET, FdaData, read_fda_csv
+from station.fitting.fit import _fit_linear, cross_validate, fit, predict_data, subject_folds
+from station.fitting.metrics import figures, roc_auc, sensitivity_at_specificity
+from station.screen import body_model as bm
 
 FDA_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fda-facial-oral" / "FLIR_groups1and2.csv"
 NO_FDA = f"needs the FDA facial/oral data in ../shared/data/fda-facial-oral beside the repository ({FDA_CSV})"
@@ -54,16 +57,16 @@ def synthetic_rows(n: int = 400, seed: int = 1, noise: float = 0.05) -> list[dic
 
 
 @pytest.fixture(scope="module")
-def fda() -> bm.FdaData:
+def fda() -> FdaData:
     if not FDA_CSV.is_file():
         pytest.skip(NO_FDA)
-    return bm.read_fda_csv(FDA_CSV)
+    return read_fda_csv(FDA_CSV)
 
 
 # --------------------------------------------------------------------------------------------- fitting
 def test_fit_recovers_known_coefficients(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
-    model = bm.fit(data, ("ambient",))
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
+    model = fit(data, ("ambient",))
     assert model.coefficients["canthus"] == pytest.approx(0.8, abs=0.02)
     assert model.coefficients["ambient"] == pytest.approx(-0.06, abs=0.005)
     assert model.predict(35.5, 24.0) == pytest.approx(37.0, abs=0.02)
@@ -73,28 +76,28 @@ def test_fit_recovers_known_coefficients(tmp_path):
 
 
 def test_ridge_pulls_towards_the_constant_offset(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
-    slopes = [bm.fit(data, ("ambient",), ridge=r).coefficients["canthus"] for r in (0.0, 1.0, 1e6)]
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows()))
+    slopes = [fit(data, ("ambient",), ridge=r).coefficients["canthus"] for r in (0.0, 1.0, 1e6)]
     assert slopes[0] < slopes[1] < slopes[2]
     assert slopes[1] == pytest.approx((slopes[0] + 1.0) / 2, abs=0.03), "ridge 1 lands about half-way"
     assert slopes[2] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_only_what_the_station_measures_can_be_a_model_input(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
     with pytest.raises(StationError, match="'forehead'.*does not measure it"):
-        bm.fit(data, ("forehead",))
-    assert bm.cross_validate(data, ("forehead",)).model.n == 60, "but cross-validation may try it"
+        fit(data, ("forehead",))
+    assert cross_validate(data, ("forehead",)).model.n == 60, "but cross-validation may try it"
 
 
 # --------------------------------------------------------------------------------------------- figures
 def test_auc_of_perfectly_separated_data_is_one_and_of_reversed_zero():
     positive = np.array([False] * 5 + [True] * 3)
     scores = np.arange(8.0)
-    assert bm.roc_auc(scores, positive) == 1.0
-    assert bm.roc_auc(-scores, positive) == 0.0
-    assert bm.roc_auc(np.ones(8), positive) == 0.5, "all tied: a half"
-    assert math.isnan(bm.roc_auc(scores, np.zeros(8, dtype=bool)))
+    assert roc_auc(scores, positive) == 1.0
+    assert roc_auc(-scores, positive) == 0.0
+    assert roc_auc(np.ones(8), positive) == 0.5, "all tied: a half"
+    assert math.isnan(roc_auc(scores, np.zeros(8, dtype=bool)))
 
 
 def test_auc_matches_counting_every_pair():
@@ -103,13 +106,13 @@ def test_auc_matches_counting_every_pair():
     positive = rng.random(300) < 0.2
     pairs = scores[positive][:, None] - scores[~positive][None, :]
     expected = ((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / pairs.size
-    assert bm.roc_auc(scores, positive) == pytest.approx(expected, abs=1e-12)
+    assert roc_auc(scores, positive) == pytest.approx(expected, abs=1e-12)
 
 
 def test_figures_classify_as_the_station_does():
     oral = np.array([36.5, 36.9, 37.6, 38.2])
     body = np.array([36.6, 37.3, 37.29999999, 38.0])  # 37.29999999 rounds to 37.30: elevated
-    fig = bm.figures(body, oral, (37.3, 38.0))
+    fig = figures(body, oral, (37.3, 38.0))
     assert (fig.positives, fig.sens_elevated, fig.spec_elevated) == (2, 1.0, 0.5)
     assert (fig.sens_fever, fig.spec_fever) == (0.5, 1.0)
     assert fig.mae_c == pytest.approx(np.mean(np.abs(body - oral)))
@@ -118,34 +121,34 @@ def test_figures_classify_as_the_station_does():
 def test_sensitivity_at_equal_specificity_moves_the_threshold():
     positive = np.array([False] * 10 + [True] * 4)
     body = np.array([36.0, 36.1, 36.2, 36.3, 36.4, 36.5, 36.6, 36.7, 36.8, 37.45, 37.2, 37.4, 37.5, 37.6])
-    sens, spec, threshold = bm.sensitivity_at_specificity(body, positive, 0.9)  # one false alarm allowed
+    sens, spec, threshold = sensitivity_at_specificity(body, positive, 0.9)  # one false alarm allowed
     assert (sens, spec) == (1.0, 0.9)
     assert np.all((body >= threshold) == (body > 36.8))
-    sens, spec, _ = bm.sensitivity_at_specificity(body, positive, 1.0)
+    sens, spec, _ = sensitivity_at_specificity(body, positive, 1.0)
     assert (sens, spec) == (0.5, 1.0)
 
 
 # --------------------------------------------------------------------------------------------- validation
 def test_folds_by_subject_keep_every_subject_in_one_fold():
     ids = np.array([f"p{i % 37}" for i in range(200)])  # subjects with several rows each
-    fold = bm.subject_folds(ids, 10, seed=3)
+    fold = subject_folds(ids, 10, seed=3)
     for subject in np.unique(ids):
         assert len(set(fold[ids == subject])) == 1
     assert sorted(set(fold)) == list(range(10))
-    assert np.array_equal(fold, bm.subject_folds(ids, 10, seed=3)), "a fixed seed gives fixed folds"
+    assert np.array_equal(fold, subject_folds(ids, 10, seed=3)), "a fixed seed gives fixed folds"
 
 
 def test_cross_validation_never_trains_on_a_held_out_subject(tmp_path, monkeypatch):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(120)))
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(120)))
     trained_on: list[set[str]] = []
-    real_fit = bm._fit_linear
+    real_fit = _fit_linear
 
     def spy(train, features, ridge):
         trained_on.append(set(train.subject_id))
         return real_fit(train, features, ridge)
 
-    monkeypatch.setattr(bm, "_fit_linear", spy)
-    cv = bm.cross_validate(data, ("ambient",), folds=10, seed=5)
+    monkeypatch.setattr("station.fitting.fit._fit_linear", spy)
+    cv = cross_validate(data, ("ambient",), folds=10, seed=5)
     assert len(trained_on) == 10
     for k, seen in enumerate(trained_on):
         held_out = set(data.subject_id[cv.fold == k])
@@ -216,22 +219,22 @@ def test_a_file_not_in_the_layout_names_the_missing_column(tmp_path):
     columns = [c for c in COLUMNS if c != "aveOralM"]
     path = write_fda_csv(tmp_path / "other.csv", synthetic_rows(5), columns)
     with pytest.raises(StationError, match="no column 'aveOralM' in the header"):
-        bm.read_fda_csv(path)
+        read_fda_csv(path)
 
 
 def test_fahrenheit_is_refused_and_a_typed_distance_is_read_as_missing(tmp_path):
     rows = synthetic_rows(5)
     rows[2]["Distance"] = "79"
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "a.csv", rows), ("canthus", "ambient"))
+    data = read_fda_csv(write_fda_csv(tmp_path / "a.csv", rows), ("canthus", "ambient"))
     assert math.isnan(data.distance[2]) and "s0002: 79" in data.notes[0]
     rows[3]["aveOralM"] = "98.6"  # one typo in the reference costs that subject, named
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "b.csv", rows), ("canthus", "ambient"))
+    data = read_fda_csv(write_fda_csv(tmp_path / "b.csv", rows), ("canthus", "ambient"))
     assert "s0003" not in data.subject_id and data.left_out == (("s0003", "aveOralM 98.6"),)
     for row in rows:  # a file in Fahrenheit throughout leaves nothing: refused, saying why
         row["aveOralM"] = f"{float(row['aveOralM']) * 9 / 5 + 32:.1f}"
     with pytest.raises(StationError, match=r"c.csv: nothing usable: .*5 subjects left out .*s0000 \(aveOralM 9\d\.\d"
                                            r".*plausible: aveOralM 30 to 45 °C"):
-        bm.read_fda_csv(write_fda_csv(tmp_path / "c.csv", rows), ("canthus", "ambient"))
+        read_fda_csv(write_fda_csv(tmp_path / "c.csv", rows), ("canthus", "ambient"))
 
 
 # --------------------------------------------------------------------------------------------- the commands
@@ -304,13 +307,13 @@ def test_fit_and_evaluate_on_the_real_fda_data(tmp_path):
 def test_the_shipped_model_beats_the_constant_offset_under_cross_validation(fda):
     shipped = bm.load_model()
     assert shipped.provenance["data_sha256"] == fda.sha256, "fitted on this very file"
-    cv = bm.cross_validate(fda, shipped.features[1:], thresholds=(37.3, 38.0))
+    cv = cross_validate(fda, shipped.features[1:], thresholds=(37.3, 38.0))
     assert cv.model.mae_c < cv.baseline.mae_c - 0.02
     assert cv.folds_better == 10
     assert cv.model.auc >= cv.baseline.auc
     assert cv.equal_spec_sens >= cv.equal_spec_baseline_sens
     assert shipped.provenance["cross_validation"] == cv.to_dict(), "the figures in the file are reproducible"
-    refit = bm.fit(fda, shipped.features[1:])
+    refit = fit(fda, shipped.features[1:])
     assert refit.id == shipped.id, "the shipped coefficients are what the data gives"
 
 
@@ -358,7 +361,7 @@ def test_forehead_mouth_is_the_mean_over_rounds_of_the_per_round_max(tmp_path):
         {"SubjectID": "no-canthus", **base, "T_FH_Max2": "35.1", "T_OR_Max2": "35.3"},
         {"SubjectID": "nothing", **base, "T_FH_Max1": "35.1"},
     ]
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
+    data = read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
     assert list(data.subject_id) == ["both", "no-mouth", "no-canthus"]
     fm = data.column("forehead_mouth")
     assert fm[0] == pytest.approx((35.0 + 35.0 + 34.8) / 3)
@@ -373,9 +376,9 @@ def test_forehead_mouth_is_the_mean_over_rounds_of_the_per_round_max(tmp_path):
 
     rows[0]["T_FH_Max3"] = "95.0"  # Fahrenheit, or the wrong column: checked like any skin temperature
     bad = write_fda_csv(tmp_path / "bad.csv", rows, FM_COLUMNS)
-    glasses = bm.read_fda_csv(bad, ("forehead_mouth", "ambient"))  # a glasses model reads it: subject left out
+    glasses = read_fda_csv(bad, ("forehead_mouth", "ambient"))  # a glasses model reads it: subject left out
     assert list(glasses.subject_id) == ["no-mouth", "no-canthus"] and glasses.left_out == (("both", "T_FH_Max3 95"),)
-    canthus = bm.read_fda_csv(bad, ("canthus", "ambient"))  # a canthus model does not: that round is missing
+    canthus = read_fda_csv(bad, ("canthus", "ambient"))  # a canthus model does not: that round is missing
     assert list(canthus.subject_id) == ["both", "no-mouth", "no-canthus"] and not canthus.left_out
     assert canthus.forehead_mouth[0] == pytest.approx((35.0 + 35.0) / 2)
     assert "T_FH_Max1-4 outside 20 to 45 °C (or not a number) read as missing for 1 subject, as the model does not " \
@@ -383,11 +386,11 @@ def test_forehead_mouth_is_the_mean_over_rounds_of_the_per_round_max(tmp_path):
 
 
 def test_a_file_without_the_forehead_mouth_columns_has_no_such_site(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(30)))
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(30)))
     assert np.isnan(data.forehead_mouth).all() and data.n == 30
     assert not any("T_FH_Max" in note for note in data.notes), "no note for columns the file never had"
     with pytest.raises(StationError, match="no subject has a forehead_mouth value"):
-        bm.fit(data, ("ambient",), site="forehead_mouth")
+        fit(data, ("ambient",), site="forehead_mouth")
 
 
 def test_fit_with_site_forehead_mouth_recovers_a_known_relation(tmp_path):
@@ -395,8 +398,8 @@ def test_fit_with_site_forehead_mouth_recovers_a_known_relation(tmp_path):
     for row in rows[:7]:  # seven people without a mouth reading: left out of the fit, and counted
         for k in range(1, 5):
             row[f"T_OR_Max{k}"] = ""
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
-    model = bm.fit(data, ("ambient",), site="forehead_mouth")
+    data = read_fda_csv(write_fda_csv(tmp_path / "fm.csv", rows, FM_COLUMNS))
+    model = fit(data, ("ambient",), site="forehead_mouth")
     assert model.site == "forehead_mouth" and model.features == ("forehead_mouth", "ambient")
     assert model.name == "fda-flir-forehead-mouth-linear"
     assert model.coefficients["forehead_mouth"] == pytest.approx(0.9, abs=0.02)
@@ -411,20 +414,20 @@ def test_fit_with_site_forehead_mouth_recovers_a_known_relation(tmp_path):
     assert cv["baseline"]["model"] == "forehead_mouth + mean offset of the training folds"
     assert cv["model"]["mae_c"] < 0.06 < cv["baseline"]["mae_c"]
     assert bm.BodyModel.from_json(model.to_json()) == model
-    vector = model.predict_data(data)
+    vector = predict_data(model, data)
     assert math.isnan(vector[0]) and vector[10] == pytest.approx(model.predict(data.forehead_mouth[10],
                                                                               data.ambient[10]))
 
 
 def test_the_canthus_model_keeps_its_provenance_and_says_when_it_left_someone_out(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
-    info = bm.fit(data, ("ambient",)).provenance
+    data = read_fda_csv(write_fda_csv(tmp_path / "synthetic.csv", synthetic_rows(60)))
+    info = fit(data, ("ambient",)).provenance
     assert info["canthus"] == bm.SITES["canthus"]
     assert not {"site", "site_columns", "n_without_site"} & set(info), "the canthus model's provenance is unchanged"
     rows = synthetic_rows(60)
     rows[3] = {**rows[3], **{f"canthiMax{k}": "" for k in range(1, 5)}, "T_FH_Max1": "34.9", "T_OR_Max1": "35.2"}
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "one-without.csv", rows, FM_COLUMNS))
-    info = bm.fit(data, ("ambient",)).provenance
+    data = read_fda_csv(write_fda_csv(tmp_path / "one-without.csv", rows, FM_COLUMNS))
+    info = fit(data, ("ambient",)).provenance
     assert (info["n_subjects"], info["n_without_site"]) == (59, 1)
 
 
@@ -447,7 +450,7 @@ def test_the_shipped_glasses_model_loads_and_beats_its_constant_offset():
     assert model.site == "forehead_mouth" and model.features == ("forehead_mouth", "ambient")
     assert bm.DEFAULT_GLASSES_MODEL_PATH.name == "body-model-glasses.json"
     info = model.provenance
-    assert info["data_set"] == bm.FDA_DATA_SET and info["n_subjects"] == 1020 and len(info["data_sha256"]) == 64
+    assert info["data_set"] == FDA_DATA_SET and info["n_subjects"] == 1020 and len(info["data_sha256"]) == 64
     assert "--site forehead_mouth" in info["command"] and info["licence"] == "CC0-1.0"
     cv = info["cross_validation"]
     assert cv["model"]["mae_c"] < cv["baseline"]["mae_c"] - 0.01
@@ -513,13 +516,13 @@ def test_a_typo_in_the_site_is_a_usage_error_in_one_line(tmp_path):
 def test_the_shipped_glasses_model_is_what_the_data_gives_under_cross_validation(fda):
     shipped = bm.load_glasses_model()
     assert shipped.provenance["data_sha256"] == fda.sha256, "fitted on this very file"
-    cv = bm.cross_validate(fda, shipped.features[1:], site="forehead_mouth", thresholds=(37.3, 38.0))
+    cv = cross_validate(fda, shipped.features[1:], site="forehead_mouth", thresholds=(37.3, 38.0))
     assert cv.n_without_site == 0 and cv.model.n == 1020
     assert cv.model.mae_c < cv.baseline.mae_c - 0.01
     assert cv.folds_better == 10
     assert cv.model.auc >= cv.baseline.auc
     assert shipped.provenance["cross_validation"] == cv.to_dict(), "the figures in the file are reproducible"
-    refit = bm.fit(fda, shipped.features[1:], site="forehead_mouth")
+    refit = fit(fda, shipped.features[1:], site="forehead_mouth")
     assert refit.id == shipped.id, "the shipped coefficients are what the data gives"
     assert {k: v for k, v in refit.provenance.items() if k not in ("fitted", "command", "citation", "licence",
                                                                    "thresholds_c")} == {
@@ -541,7 +544,7 @@ def test_the_glasses_site_reads_the_study_as_documented(fda):
 
 
 def test_the_model_sites_are_the_sites_a_decision_may_name():
-    from station.body_model import SITES as MODEL_SITES
+    from station.screen.body_model import SITES as MODEL_SITES
     from station.types import SITES as DECISION_SITES
 
     assert tuple(MODEL_SITES) == DECISION_SITES
@@ -563,7 +566,7 @@ def test_an_impossible_humidity_is_read_as_missing_and_counted(tmp_path):
     rows[7]["Humidity"] = "3021.1"
     rows[9]["Humidity"] = "n/a"
     rows[11]["Humidity"] = "45"
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "h.csv", rows), SHIPPED_INPUTS)
+    data = read_fda_csv(write_fda_csv(tmp_path / "h.csv", rows), SHIPPED_INPUTS)
     assert data.n == 40 and not data.left_out
     assert math.isnan(data.humidity[7]) and math.isnan(data.humidity[9]) and data.humidity[11] == 45.0
     assert ("Humidity outside 0 to 100 % (or not a number) read as missing for 2 subjects, as the model does not "
@@ -579,7 +582,7 @@ def test_an_impossible_humidity_is_read_as_missing_and_counted(tmp_path):
 def test_an_impossible_value_in_a_column_the_model_reads_leaves_that_subject_out(tmp_path, column, value, why):
     rows = synthetic_rows(40)
     rows[5][column] = value
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "bad.csv", rows), SHIPPED_INPUTS)
+    data = read_fda_csv(write_fda_csv(tmp_path / "bad.csv", rows), SHIPPED_INPUTS)
     assert data.n == 39 and "s0005" not in set(data.subject_id)
     assert data.left_out == (("s0005", why),)
     assert data.notes[0].startswith(f"1 subject left out for a bad cell in a column the model reads: s0005 ({why}) "
@@ -591,15 +594,15 @@ def test_whether_a_column_is_read_comes_from_the_model(tmp_path):
     rows[3]["T_atm"] = "245"
     rows[4]["Distance"] = "79"
     path = write_fda_csv(tmp_path / "bad.csv", rows)
-    no_ambient = bm.read_fda_csv(path, ("canthus",))  # a model without ambient: T_atm is read as missing
+    no_ambient = read_fda_csv(path, ("canthus",))  # a model without ambient: T_atm is read as missing
     assert no_ambient.n == 40 and math.isnan(no_ambient.ambient[3]) and math.isnan(no_ambient.distance[4])
-    with_distance = bm.read_fda_csv(path, ("canthus", "ambient", "distance"))  # a model with distance: left out
+    with_distance = read_fda_csv(path, ("canthus", "ambient", "distance"))  # a model with distance: left out
     assert [who for who, _ in with_distance.left_out] == ["s0003", "s0004"] and with_distance.n == 38
     assert "plausible: T_atm -30 to 50 °C; Distance 0.2 to 5 m" in with_distance.notes[0]
-    nothing_named = bm.read_fda_csv(path)  # no model: only the reference costs a subject
+    nothing_named = read_fda_csv(path)  # no model: only the reference costs a subject
     assert nothing_named.n == 40 and not nothing_named.left_out
     with pytest.raises(StationError, match="inputs: expected a model's features"):
-        bm.read_fda_csv(path, ("canthus", "age"))
+        read_fda_csv(path, ("canthus", "age"))
 
 
 def test_a_long_list_of_subjects_is_cut_after_ten(tmp_path):
@@ -609,7 +612,7 @@ def test_a_long_list_of_subjects_is_cut_after_ten(tmp_path):
         row["Date"] = ""
     for row in rows[20:33]:
         row["T_atm"] = "-99"
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "many.csv", rows), SHIPPED_INPUTS)
+    data = read_fda_csv(write_fda_csv(tmp_path / "many.csv", rows), SHIPPED_INPUTS)
     assert data.n == 27
     humidity = next(note for note in data.notes if note.startswith("Humidity"))
     assert "for 15 subjects" in humidity and humidity.endswith("s0009: 3021.1 (+5 more)")
@@ -622,7 +625,7 @@ def test_a_row_without_or_with_a_repeated_subject_id_is_left_out_and_named(tmp_p
     rows = synthetic_rows(30)
     rows[4]["SubjectID"] = ""
     rows[6]["SubjectID"] = "s0002"
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "ids.csv", rows), SHIPPED_INPUTS)
+    data = read_fda_csv(write_fda_csv(tmp_path / "ids.csv", rows), SHIPPED_INPUTS)
     assert data.n == 28 and list(data.subject_id).count("s0002") == 1
     assert data.left_out == (("row 8", "no SubjectID"), ("s0002 (row 10)", "SubjectID already on row 6"))
 

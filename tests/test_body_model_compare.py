@@ -19,9 +19,21 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station import body_model as bm
-from station.cli_body_model import PREVIOUS_MODEL_ID, body_model
+from station.cli.body_model import PREVIOUS_MODEL_ID, body_model
 from station.errors import StationError
+from station.fitting.fda import _ARRAY_FIELDS, FdaData, _day, read_fda_csv
+from station.fitting.fit import _fit_inputs
+from station.fitting.metrics import Figures
+from station.fitting.selection import (
+    COMPARE_CANDIDATES,
+    PREVIOUS_INPUTS,
+    CandidateResult,
+    Comparison,
+    choose,
+    collection_periods,
+    compare,
+)
+from station.screen import body_model as bm
 
 FDA_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fda-facial-oral" / "FLIR_groups1and2.csv"
 NO_FDA = f"needs the FDA facial/oral data in ../shared/data/fda-facial-oral beside the repository ({FDA_CSV})"
@@ -102,14 +114,14 @@ def fragile_face_max_rows(n: int = 300, seed: int = 4) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------- the rule
 def _candidate(inputs: tuple[str, ...], mae: float, auc: float, worst_round: float = 0.25,
-               worst_period: float = 0.25) -> bm.CandidateResult:
-    fig = bm.Figures(n=100, positives=10, mae_c=mae, bias_c=0.0, auc=auc, reference_c=37.5, elevated_c=37.3,
-                     fever_c=38.0, sens_elevated=0.9, spec_elevated=0.9, sens_fever=0.3, spec_fever=1.0,
-                     sens_reference=0.8, spec_reference=0.95)
-    return bm.CandidateResult(inputs=inputs, cv=fig, fold_mae=(mae,), equal_spec_sens=0.8,
-                              equal_spec_threshold_c=37.4, round_mae=(worst_round, worst_round - 0.01),
-                              period_mae=(worst_period, worst_period - 0.01), coefficient_mean={},
-                              predictions=np.zeros(0))
+               worst_period: float = 0.25) -> CandidateResult:
+    fig = Figures(n=100, positives=10, mae_c=mae, bias_c=0.0, auc=auc, reference_c=37.5, elevated_c=37.3,
+                  fever_c=38.0, sens_elevated=0.9, spec_elevated=0.9, sens_fever=0.3, spec_fever=1.0,
+                  sens_reference=0.8, spec_reference=0.95)
+    return CandidateResult(inputs=inputs, cv=fig, fold_mae=(mae,), equal_spec_sens=0.8,
+                           equal_spec_threshold_c=37.4, round_mae=(worst_round, worst_round - 0.01),
+                           period_mae=(worst_period, worst_period - 0.01), coefficient_mean={},
+                           predictions=np.zeros(0))
 
 
 SHIPPED = ("canthus", "ambient")
@@ -119,7 +131,7 @@ def test_the_rule_takes_the_lowest_mae_among_the_robust_and_settles_ties_by_fewe
     rows = [_candidate(SHIPPED, 0.240, 0.974),
             _candidate(("face_max", "ambient"), 0.205, 0.975),
             _candidate(("face_max", "ambient", "distance"), 0.2045, 0.975)]
-    choice = bm.choose(rows)
+    choice = choose(rows)
     assert choice.chosen == ("face_max", "ambient"), "0.0005 °C apart is a tie: the fewer inputs win"
     assert choice.tied == (("face_max", "ambient"), ("face_max", "ambient", "distance"))
     assert choice.dropped[("face_max", "ambient", "distance")] == "tied on MAE, lost on more inputs"
@@ -128,7 +140,7 @@ def test_the_rule_takes_the_lowest_mae_among_the_robust_and_settles_ties_by_fewe
 
 def test_a_tie_with_the_same_number_of_inputs_keeps_the_shipped_model():
     rows = [_candidate(SHIPPED, 0.2410, 0.974), _candidate(("face_max", "ambient"), 0.2400, 0.974)]
-    assert bm.choose(rows).chosen == SHIPPED
+    assert choose(rows).chosen == SHIPPED
 
 
 @pytest.mark.parametrize(("rival", "why"), [
@@ -138,33 +150,33 @@ def test_a_tie_with_the_same_number_of_inputs_keeps_the_shipped_model():
 ])
 def test_each_gate_turns_down_a_lower_mae_that_ranks_worse_or_is_less_robust(rival, why):
     rows = [_candidate(SHIPPED, 0.240, 0.974), rival]
-    choice = bm.choose(rows)
+    choice = choose(rows)
     assert choice.chosen == SHIPPED
     assert choice.dropped[rival.inputs] == why
 
 
 def test_what_the_station_cannot_read_is_never_chosen_and_the_shipped_model_must_be_a_candidate():
     rows = [_candidate(SHIPPED, 0.240, 0.974), _candidate(("canthus", "ambient", "humidity"), 0.200, 0.990)]
-    choice = bm.choose(rows)
+    choice = choose(rows)
     assert choice.chosen == SHIPPED
     assert choice.dropped[("canthus", "ambient", "humidity")] == "the station cannot read humidity"
     with pytest.raises(StationError, match="shipped model's inputs"):
-        bm.choose([_candidate(("face_max", "ambient"), 0.205, 0.975)])
+        choose([_candidate(("face_max", "ambient"), 0.205, 0.975)])
     with pytest.raises(StationError, match="no candidate the station can read"):
-        bm.choose(rows[1:])
+        choose(rows[1:])
 
 
 def test_when_nothing_passes_the_shipped_model_stays():
     # The shipped model ranks too poorly for the AUC gate, and the one that ranks well is not robust.
     rows = [_candidate(SHIPPED, 0.240, 0.950), _candidate(("face_max", "ambient"), 0.205, 0.975, worst_round=0.5)]
-    choice = bm.choose(rows)
+    choice = choose(rows)
     assert choice.chosen == SHIPPED and choice.tied == ()
     assert set(choice.dropped) == {SHIPPED, ("face_max", "ambient")}
 
 
 def test_the_rule_picks_face_max_where_it_carries_the_signal_and_the_canthus_is_noise(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "face-max.csv", face_max_rows()))
-    comparison = bm.compare(data)
+    data = read_fda_csv(write_fda_csv(tmp_path / "face-max.csv", face_max_rows()))
+    comparison = compare(data)
     assert comparison.choice.chosen == ("face_max", "ambient")
     chosen = comparison.chosen
     assert chosen.cv.mae_c < 0.06 and chosen.coefficient_mean["face_max"] == pytest.approx(0.9, abs=0.03)
@@ -174,8 +186,8 @@ def test_the_rule_picks_face_max_where_it_carries_the_signal_and_the_canthus_is_
 
 
 def test_the_round_gate_turns_down_a_reading_good_only_on_average(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "fragile.csv", fragile_face_max_rows()))
-    comparison = bm.compare(data)
+    data = read_fda_csv(write_fda_csv(tmp_path / "fragile.csv", fragile_face_max_rows()))
+    comparison = compare(data)
     face_max = comparison.row(("face_max", "ambient"))
     shipped = comparison.row(SHIPPED)
     assert face_max.cv.mae_c < shipped.cv.mae_c - 0.02, "on the mean of the rounds face_max looks better"
@@ -190,7 +202,7 @@ def test_the_round_gate_turns_down_a_reading_good_only_on_average(tmp_path):
 def test_face_max_and_forehead_max_are_the_round_means_of_t_max_and_t_fh_max(tmp_path):
     rows = face_max_rows(20)
     rows[0]["T_Max2"] = ""  # a missing round: the mean of the other three, NaN in per_round
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "f.csv", rows))
+    data = read_fda_csv(write_fda_csv(tmp_path / "f.csv", rows))
     for key, stem in (("face_max", "T_Max"), ("forehead_max", "T_FH_Max"), ("forehead", "T_FHC_Max"),
                       ("canthus", "canthiMax")):
         for i in (0, 1):
@@ -208,36 +220,36 @@ def test_a_bad_t_fh_max_cell_is_noted_once_and_costs_its_subject_only_where_a_mo
     rows = face_max_rows(20)
     rows[3]["T_FH_Max2"] = "350"  # tenths of a degree typed as degrees
     path = write_fda_csv(tmp_path / "f.csv", rows)
-    lenient = bm.read_fda_csv(path, ("canthus", "ambient"))
+    lenient = read_fda_csv(path, ("canthus", "ambient"))
     assert lenient.n == 20 and math.isnan(lenient.per_round["forehead_max"][3, 1])
     assert sum("T_FH_Max" in note for note in lenient.notes) == 1
     assert "s0003: T_FH_Max2 350" in " ".join(lenient.notes), "named once, though it feeds two readings"
     for reads in (("forehead_max", "ambient"), ("forehead_mouth", "ambient")):
-        strict = bm.read_fda_csv(path, reads)
+        strict = read_fda_csv(path, reads)
         assert strict.n == 19 and strict.left_out == (("s0003", "T_FH_Max2 350"),), reads
 
 
 def test_collection_periods_split_at_long_gaps_or_else_at_the_median_date():
     def day(text: str) -> float:
-        return bm._day(text)
+        return _day(text)
 
     days = np.array([day(t) for t in ("16-11-17", "16-12-16", "17-02-06", "17-03-01", "17-10-10")] + [math.nan])
-    period, labels = bm.collection_periods(days)
+    period, labels = collection_periods(days)
     assert list(period) == [0, 0, 1, 1, 2, -1]
     assert labels == ("2016-11..2016-12", "2017-02..2017-03", "2017-10..2017-10")
     one = np.array([day(f"17-03-{d:02d}") for d in (1, 2, 3, 4)])
-    period, labels = bm.collection_periods(one)
+    period, labels = collection_periods(one)
     assert list(period) == [0, 0, 1, 1] and labels == ("2017-03-01..2017-03-02", "2017-03-03..2017-03-04")
-    assert bm.collection_periods(np.array([day("17-03-01")] * 3))[1] == ()
-    assert bm.collection_periods(np.full(3, math.nan))[1] == ()
+    assert collection_periods(np.array([day("17-03-01")] * 3))[1] == ()
+    assert collection_periods(np.full(3, math.nan))[1] == ()
 
 
 def test_a_skin_reading_beside_the_site_is_never_clamped(tmp_path):
-    data = bm.read_fda_csv(write_fda_csv(tmp_path / "f.csv", face_max_rows(200)))
-    linear = bm._fit_inputs(data, ("canthus", "face_max", "ambient"), 0.0)
+    data = read_fda_csv(write_fda_csv(tmp_path / "f.csv", face_max_rows(200)))
+    linear = _fit_inputs(data, ("canthus", "face_max", "ambient"), 0.0)
     first = data.subset(np.arange(data.n) == 0)  # the same person twice, but for the face's maximum
-    hot = bm.FdaData(path=first.path, sha256=first.sha256,
-                     **{name: np.repeat(getattr(first, name), 2) for name in bm._ARRAY_FIELDS})
+    hot = FdaData(path=first.path, sha256=first.sha256,
+                  **{name: np.repeat(getattr(first, name), 2) for name in _ARRAY_FIELDS})
     hot.face_max[:] = [float(np.max(data.face_max)) + 1.0, float(np.max(data.face_max)) + 2.0]
     body = linear.predict(hot)
     assert body[1] - body[0] == pytest.approx(linear.coefficients[1], abs=1e-9), "a fever is not capped"
@@ -250,7 +262,7 @@ def test_compare_on_a_small_synthetic_file_prints_the_tables_and_the_choice(tmp_
     assert result.exit_code == 0, result.output
     out = result.output
     assert "10-fold cross-validation by subject (seed 7) on the same 200 subjects" in out
-    for inputs in bm.COMPARE_CANDIDATES:
+    for inputs in COMPARE_CANDIDATES:
         assert re.search(rf"^{re.escape(' + '.join(inputs))}\b", out, re.MULTILINE), inputs
     assert "canthus + ambient  (shipped)" in out and "face_max + ambient  (chosen)" in out
     assert "canthus + ambient + humidity †" in out
@@ -287,18 +299,18 @@ def test_evaluate_ends_with_the_cross_validated_comparison_and_survives_a_file_t
 
 # --------------------------------------------------------------------------------------------- the real FLIR half
 @pytest.fixture(scope="module")
-def comparison() -> bm.Comparison:
+def comparison() -> Comparison:
     if not FDA_CSV.is_file():
         pytest.skip(NO_FDA)
-    data = bm.read_fda_csv(FDA_CSV, ("canthus", "forehead_mouth", "forehead", "forehead_max", "face_max", "ambient"))
-    return bm.compare(data)
+    data = read_fda_csv(FDA_CSV, ("canthus", "forehead_mouth", "forehead", "forehead_max", "face_max", "ambient"))
+    return compare(data)
 
 
 @needs_fda
 def test_on_the_flir_half_the_shipped_model_stays_and_the_face_max_fails_across_rounds(comparison):
     assert comparison.n == 1020 and comparison.positives == 111 and comparison.n_left_out == 0
-    assert comparison.choice.chosen == bm.PREVIOUS_INPUTS == bm.load_model().features
-    shipped = comparison.row(bm.PREVIOUS_INPUTS)
+    assert comparison.choice.chosen == PREVIOUS_INPUTS == bm.load_model().features
+    shipped = comparison.row(PREVIOUS_INPUTS)
     documented = bm.load_model().provenance["cross_validation"]
     assert shipped.cv.to_dict() == documented["model"], "the same folds and figures as the shipped file's"
     assert round(shipped.equal_spec_sens, 4) == documented["equal_specificity"]["model_sensitivity"]
@@ -334,7 +346,7 @@ def test_the_face_max_column_is_the_hottest_of_the_face_regions_as_told_to_the_e
     assert min(above) >= 0.0 and len(above) == 4013
     assert round(equal / len(above), 2) == 0.89
     assert round(float(np.percentile(above, 95)), 2) == 0.09
-    data = bm.read_fda_csv(FDA_CSV)
+    data = read_fda_csv(FDA_CSV)
     first = rows[3]
     assert data.face_max[0] == pytest.approx(np.mean([float(first[column[f"T_Max{k}"]]) for k in range(1, 5)]))
 

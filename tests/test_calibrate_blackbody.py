@@ -19,13 +19,13 @@ from calibration.blackbody import (
     read_blackbody,
     verify_reading,
 )
-from calibration.cli import calibrate  # the two commands as the station mounts them
-from calibration.cli_blackbody import EXIT_VERIFY_FAILED
-from station.profile import Blackbody, CalibrationProfile, Radiometry, utc_now_iso
-from station.profiles import ProfileStore
-from station.recording import Recording
+from calibration.cli.blackbody import EXIT_VERIFY_FAILED
+from calibration.cli.main import calibrate  # the two commands as the station mounts them
+from station.acquire.recording import Recording
+from station.log.store import EventStore
+from station.profile.history import ProfileStore
+from station.profile.schema import Blackbody, CalibrationProfile, Radiometry, utc_now_iso
 from station.sim.simulator import Simulation, SimulationConfig, write_recording
-from station.store import EventStore
 
 SENSOR_OFFSET_C = 0.8
 

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from calibration.points import read_points
 from calibration.registration_fit import fit_registration
 from calibration.targets import TargetSpec, detect, load_image, match_pose, pair_files
-from station.cli import main
+from station.cli.main import main
 from station.errors import ProfileError
-from station.profile import CalibrationProfile, utc_now_iso
-from station.profiles import ProfileStore
+from station.profile.history import ProfileStore
+from station.profile.schema import CalibrationProfile, utc_now_iso
 
 ARUCO_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aruco-pairs"
 ARUCO = ["--target", "aruco", "--size-mm", "50"]
@@ -120,7 +120,7 @@ def test_show_warns_past_the_maximum_age():
 
 
 def test_cameras_screen_with_the_active_profile(pairs_dir):
-    from station.intake import open_intake
+    from station.acquire.intake import open_intake
 
     assert _run("calibrate", "register", pairs_dir, *ARUCO, "--technician", "ada").exit_code == 0
     with open_intake("sim:1", "sim:1", None, None, status=None) as intake:
@@ -267,7 +267,7 @@ def test_detection_tries_both_polarities(pairs_dir):
     ("checkerboard", "lepton", "75", "5x4"),
 ])
 def test_register_on_simulated_poses_matches_the_true_geometry(tmp_path, kind, sensor, size, pattern):
-    from station.registration import visible_to_thermal
+    from station.profile.registration import visible_to_thermal
     from station.sim.targets import TargetConfig, TargetSimulation, write_target_recording
 
     sim = TargetSimulation(TargetConfig(kind=kind, thermal_camera=sensor, poses=8, seed=4))

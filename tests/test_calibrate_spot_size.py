@@ -19,8 +19,8 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-import calibration.cli_spot_size as cli_spot_size
-from calibration.cli import calibrate  # the command as the station mounts it
+import calibration.cli.spot_size as cli_spot_size
+from calibration.cli.main import calibrate  # the command as the station mounts it
 from calibration.spot_size import (
     PoseReading,
     StillPoses,
@@ -29,11 +29,11 @@ from calibration.spot_size import (
     peak_retention,
     pixel_fractions,
 )
-from station.profile import CalibrationProfile, focal_from_hfov, thermal_only_profile
-from station.profiles import ProfileStore
-from station.radiometry import KELVIN, LEPTON_PLANCK, celsius_from_signal, signal_from_celsius
-from station.recording import RecordingWriter, ThermalStreamInfo
-from station.spot_size import psf_sigma_px
+from station.acquire.radiometry import KELVIN, LEPTON_PLANCK, celsius_from_signal, signal_from_celsius
+from station.acquire.recording import RecordingWriter, ThermalStreamInfo
+from station.profile.history import ProfileStore
+from station.profile.schema import CalibrationProfile, focal_from_hfov, thermal_only_profile
+from station.screen.spot_size import psf_sigma_px
 from station.types import Frame
 
 PLATE_C, SETPOINT_C, NOISE_C = 22.0, 35.0, 0.05
@@ -218,7 +218,7 @@ def test_live_prompts_for_each_distance(base, tmp_path, monkeypatch):
         asked.append(distance)
         camera.pose = k - 1
 
-    monkeypatch.setattr("station.sources.registry.open_source", lambda spec, stream: camera)
+    monkeypatch.setattr("station.acquire.sources.registry.open_source", lambda spec, stream: camera)
     monkeypatch.setattr(cli_spot_size, "_prompt", prompt)
     result = _run("spot-size", "--setpoint", SETPOINT_C, "--aperture-mm", APERTURE_MM, "--distances",
                   "0.4,0.7,1.1,1.5", "--live", "--thermal", "lepton", "--seconds", 0.6, "--profile", base,

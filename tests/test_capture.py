@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from fakes import FakeV4L2Bus, lepton, wait_until
 
-from station.capture import CaptureThread, LatestFrameSlot
-from station.sources.lepton import LeptonSource
-from station.sources.opencv_visible import OpenCVVisibleSource
-from station.sources.uvc_y16 import UVCY16Source
+from station.acquire.capture import CaptureThread, LatestFrameSlot
+from station.acquire.sources.lepton import LeptonSource
+from station.acquire.sources.opencv_visible import OpenCVVisibleSource
+from station.acquire.sources.uvc_y16 import UVCY16Source
 from station.types import Frame, SystemEvent
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -110,6 +110,7 @@ def test_lost_camera_is_reopened_with_backoff_and_recovers(bus: FakeV4L2Bus) -> 
         assert frame.meta["frame_count"] == 1000 + frame.index  # same stream, indices carry on
         assert rec.delays[:3] == [0.02, 0.04, 0.08] and max(rec.delays) == 0.08
         assert lost.t < rec.events[1].t <= time.monotonic()  # event times are on the frames' clock
+        assert [e.stream for e in rec.events] == ["thermal", "thermal"]  # which camera, as a fact, not in text
 
         # A second outage starts the back-off from the beginning again.
         rec.delays.clear()

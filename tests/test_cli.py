@@ -10,8 +10,8 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli import main
-from station.recording import Recording
+from station.acquire.recording import Recording
+from station.cli.main import main
 
 
 @pytest.fixture(scope="module")

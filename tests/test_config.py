@@ -78,8 +78,8 @@ def test_a_technician_sets_the_first_pin_then_changes_thresholds(qtbot):
 
 
 def test_glasses_model_default_none_or_a_file(tmp_path):
-    from station.body_model import DEFAULT_GLASSES_MODEL_PATH, DEFAULT_MODEL_PATH, load_glasses_model
     from station.config import StationConfig
+    from station.screen.body_model import DEFAULT_GLASSES_MODEL_PATH, DEFAULT_MODEL_PATH, load_glasses_model
 
     assert StationConfig().alarm_policy().glasses_model.id == load_glasses_model().id
     assert StationConfig(glasses_model="none").alarm_policy().glasses_model is None
@@ -129,7 +129,7 @@ def test_the_settings_dialog_refuses_thresholds_that_alarm_on_everybody(qtbot):
     assert dialog.error.text() == "settings: elevated_c: expected 37.0 to 38.5 body °C for a fever screen, got 36"
 
 
-# ------------------------------------------------------------------ retention keys (issue 13, station/retention.py)
+# ------------------------------------------------------------------ retention keys (issue 13, station/log/retention.py)
 def test_retention_out_of_bounds_is_a_config_error_naming_the_key(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text("retention_images_days = 0.0\n")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli import DEMO_RECORDING, DEMO_SETTINGS, main
-from station.recording import Recording
+from station.acquire.recording import Recording
+from station.cli.main import DEMO_RECORDING, DEMO_SETTINGS, main
 from station.sim.simulator import Simulation, SimulationConfig, write_recording
 
 

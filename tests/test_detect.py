@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from station.detect import FaceDetector, default_providers
-from station.model_setup import ModelManifest
+from station.screen.detect import FaceDetector, default_providers
+from station.screen.model_setup import ModelManifest
 from station.types import Faces
 
 # Where the astronaut's eyes are in skimage.data.astronaut() (512x512), read off the photograph.

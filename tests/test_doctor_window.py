@@ -9,7 +9,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from test_qt_probe import free_display
 
-from station.cli import DEMO_RECORDING, main
+from station.cli.main import DEMO_RECORDING, main
 
 
 def window_line(output: str) -> str:

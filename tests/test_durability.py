@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from station.cli import DEMO_RECORDING
+from station.acquire.intake import open_intake
+from station.cli.main import DEMO_RECORDING
 from station.headless import open_station
-from station.intake import open_intake
 from station.pipeline import Tick
 from station.types import ScreeningDecision, SystemEvent
 
 
 def test_a_station_killed_mid_run_keeps_every_decision_it_printed(tmp_path, face_model):
     db = tmp_path / "station.db"
-    command = [sys.executable, "-m", "station.cli", "run", "--recording", str(DEMO_RECORDING), "--headless",
+    command = [sys.executable, "-m", "station.cli.main", "run", "--recording", str(DEMO_RECORDING), "--headless",
                "--fast", "--db", str(db)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     printed = []
@@ -45,7 +45,7 @@ def test_a_station_killed_mid_run_keeps_every_decision_it_printed(tmp_path, face
     finally:
         conn.close()
     assert {(p["track_id"], p["t_decided"]) for p in printed} <= logged
-    from station.store import EventStore
+    from station.log.store import EventStore
 
     with EventStore(db) as store:  # reopens cleanly, and the chains hold
         assert store.verify_chains() == []
@@ -106,7 +106,7 @@ def test_a_read_only_log_directory_keeps_screening_and_alarming_and_the_rows_lan
         conn.close()
     assert logged == [(d.track_id, round(d.t_decided, 4), d.level) for d in decisions]
     assert logged_kinds[:2] == ["storage_fault", "started"] and "storage_recovered" in logged_kinds
-    from station.body_model import load_glasses_model, load_model
+    from station.screen.body_model import load_glasses_model, load_model
 
     # each decision says where it was read and which skin-to-body model gave its body_c
     by_site = {"canthus": load_model().id, "forehead_mouth": load_glasses_model().id}
@@ -124,8 +124,8 @@ def _options() -> dict:
 
 
 def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path):
-    from station.guarded_log import GuardedLog
-    from station.store import EventStore
+    from station.log.guarded import GuardedLog
+    from station.log.store import EventStore
 
     log = GuardedLog(lambda: EventStore(tmp_path / "station.db"), retry_s=0.0)
     assert log.screening(_decision(1), 1.0, **_options()) == 1
@@ -150,8 +150,8 @@ def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path):
 
 
 def test_a_locked_database_is_ridden_out(tmp_path):
-    from station.guarded_log import GuardedLog
-    from station.store import EventStore
+    from station.log.guarded import GuardedLog
+    from station.log.store import EventStore
 
     db = tmp_path / "station.db"
     log = GuardedLog(lambda: EventStore(db), retry_s=0.0)
@@ -168,8 +168,8 @@ def test_a_locked_database_is_ridden_out(tmp_path):
 
 def test_a_wrong_log_path_is_still_bad_input(tmp_path):
     from station.errors import StationError
-    from station.guarded_log import GuardedLog
-    from station.store import EventStore
+    from station.log.guarded import GuardedLog
+    from station.log.store import EventStore
 
     with pytest.raises(StationError, match="does not exist"):
         GuardedLog(lambda: EventStore(tmp_path / "no-such-dir" / "station.db"))
@@ -181,7 +181,7 @@ def test_a_wrong_log_path_is_still_bad_input(tmp_path):
 # ------------------------------------------------------------------------------- issue 13: faults, signals, exit codes
 def _start(db: Path, stderr: Path) -> subprocess.Popen:
     """``station run`` on the demo recording, headless and fast, logging to ``db``; standard error to a file."""
-    command = [sys.executable, "-m", "station.cli", "run", "--recording", str(DEMO_RECORDING), "--headless",
+    command = [sys.executable, "-m", "station.cli.main", "run", "--recording", str(DEMO_RECORDING), "--headless",
                "--fast", "--db", str(db)]
     with stderr.open("w") as err:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -213,7 +213,7 @@ def _read_until(process: subprocess.Popen, decisions: int, then: signal.Signals)
 @pytest.fixture
 def locked_log(tmp_path):
     """An existing log whose write lock another process holds (``BEGIN EXCLUSIVE``), and its release."""
-    from station.store import EventStore
+    from station.log.store import EventStore
 
     db = tmp_path / "station.db"
     EventStore(db).close()
@@ -244,13 +244,13 @@ def _logged(db: Path) -> tuple[list[tuple], list[tuple]]:
 
 
 def _audit_verify(db: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "station.cli", "audit", "verify", "--db", str(db)],
+    return subprocess.run([sys.executable, "-m", "station.cli.main", "audit", "verify", "--db", str(db)],
                           capture_output=True, text=True, timeout=120)
 
 
 def test_a_station_killed_during_a_storage_fault_keeps_every_decision_it_printed(tmp_path, locked_log, face_model):
-    from station.guarded_log import spill_path_for
     from station.headless import open_log
+    from station.log.guarded import spill_path_for
 
     db, release = locked_log
     printed = _read_until(_start(db, tmp_path / "stderr.txt"), 5, signal.SIGKILL)  # no handler, no flush, no close
@@ -293,8 +293,8 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, face_model, stop):
 
 
 def test_a_run_whose_rows_wait_in_the_spill_exits_4_and_says_where_they_are(tmp_path, locked_log, face_model):
-    from station.guarded_log import spill_path_for
     from station.headless import open_log
+    from station.log.guarded import spill_path_for
 
     db, release = locked_log
     process = _start(db, tmp_path / "stderr.txt")

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from station.chain import GENESIS, row_hash
-from station.cli import main
+from station.cli.main import main
 from station.errors import StationError
 from station.headless import snapshots_dir_for
-from station.retention import RetentionPolicy, apply_purge, plan_purge
-from station.store import MIGRATIONS, EventStore, utc_iso
+from station.log.chain import GENESIS, row_hash
+from station.log.retention import RetentionPolicy, apply_purge, plan_purge
+from station.log.store import MIGRATIONS, EventStore, utc_iso
 from station.types import ScreeningDecision, SystemEvent
 
 NOW = datetime(2027, 12, 1, 12, 0, tzinfo=UTC)
@@ -78,7 +78,7 @@ def delete_oldest_screenings(db: Path, through: int) -> None:
 
 
 def append_chained(db: Path, table: str, row: dict) -> tuple[int, str]:
-    """Append a correctly hashed row, as someone who read station/chain.py could."""
+    """Append a correctly hashed row, as someone who read station/log/chain.py could."""
     (last,) = rows(db, f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1") or [(0, GENESIS)]
     full = {"id": last[0] + 1, **row}
     full["prev_hash"] = last[1]

@@ -10,8 +10,8 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli import main
-from station.store import EventStore
+from station.cli.main import main
+from station.log.store import EventStore
 from station.types import SystemEvent
 
 

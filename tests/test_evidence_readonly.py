@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli import main
-from station.cli_purge import purge
+from station.cli.main import main
+from station.cli.purge import purge
 from station.errors import StationError
 from station.headless import snapshots_dir_for
-from station.store import EventStore
+from station.log.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -108,7 +108,7 @@ def test_opening_something_that_is_not_a_log_read_only_is_one_line(tmp_path):
 
 
 def test_a_dry_run_purge_on_a_read_only_copy_changes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr("station.cli_purge._now", lambda: START + timedelta(days=400))
+    monkeypatch.setattr("station.cli.purge._now", lambda: START + timedelta(days=400))
     db = evidence_copy(tmp_path, "delete")
     before = state(db)
     result = CliRunner().invoke(purge, ["--dry-run", "--db", str(db)])

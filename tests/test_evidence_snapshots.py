@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli import main
+from station.cli.main import main
 from station.headless import snapshots_dir_for
-from station.retention import RetentionPolicy, apply_purge, plan_purge
-from station.store import EventStore
+from station.log.retention import RetentionPolicy, apply_purge, plan_purge
+from station.log.store import EventStore
 from station.types import ScreeningDecision, SystemEvent
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -168,7 +168,7 @@ def test_images_purged_by_retention_are_not_tampering_but_a_younger_one_deleted_
 
 def test_the_demo_run_log_catches_a_swapped_fever_face(tmp_path, face_model):
     """The issue's reproduction: a log made by ``station run`` on the demo recording."""
-    from station.cli import DEMO_RECORDING
+    from station.cli.main import DEMO_RECORDING
 
     db = tmp_path / "s.db"
     result = run("run", "--recording", DEMO_RECORDING, "--headless", "--fast", "--db", db)
@@ -218,7 +218,7 @@ def test_an_export_lists_images_retention_purged_as_purged(log, tmp_path):
 
 def test_a_file_swapped_after_the_check_is_caught_by_the_copy_itself(log, tmp_path, monkeypatch):
     """The bytes copied are hashed as they are written: no window between check and copy lets a face through."""
-    from station.store import SnapshotAudit
+    from station.log.store import SnapshotAudit
 
     monkeypatch.setattr(EventStore, "verify_snapshots", lambda self, ids=None, files=True: SnapshotAudit())
     shutil.copyfile(named(log, 1, "visible"), named(log, 4, "thermal"))

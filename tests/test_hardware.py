@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from station.sources.registry import discover_cameras, open_source
+from station.acquire.sources.registry import discover_cameras, open_source
 
 pytestmark = pytest.mark.hardware
 

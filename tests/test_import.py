@@ -20,13 +20,13 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli_import import import_command
+from station.acquire.importers import detect_format, import_file
+from station.acquire.importers.cptv import import_cptv
+from station.acquire.importers.seq import import_seq
+from station.acquire.radiometry import FlirParams, flir_raw_to_celsius, planck_from_flir, tlinear_to_celsius
+from station.acquire.recording import Recording
+from station.cli.imports import import_command
 from station.errors import RecordingError
-from station.importers import detect_format, import_file
-from station.importers.cptv import import_cptv
-from station.importers.seq import import_seq
-from station.radiometry import FlirParams, flir_raw_to_celsius, planck_from_flir, tlinear_to_celsius
-from station.recording import Recording
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KIOSK = DATA / "kiosk-cptv"
@@ -318,7 +318,7 @@ class _FullDisk:
 def test_a_full_disk_names_the_recording_and_leaves_nothing_behind(tmp_path, monkeypatch, src):
     import builtins
 
-    import station.recording as recording
+    import station.acquire.recording as recording
 
     def opener(file, mode="r", *args, **kwargs):
         handle = builtins.open(file, mode, *args, **kwargs)

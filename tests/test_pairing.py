@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fakes import FakeV4L2Bus, lepton, webcam
 
-from station.pairing import FramePairer, live_pairs
-from station.sources.base import Source
-from station.sources.lepton import LeptonSource
-from station.sources.opencv_visible import OpenCVVisibleSource
+from station.acquire.pairing import FramePairer, live_pairs
+from station.acquire.sources.base import Source
+from station.acquire.sources.lepton import LeptonSource
+from station.acquire.sources.opencv_visible import OpenCVVisibleSource
 from station.types import Frame, FramePair, SystemEvent
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")

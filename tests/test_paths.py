@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from station import config, headless, paths, profiles
+from station import config, headless, paths
+from station.profile import history as profiles
 
 
 def test_each_folder_follows_its_xdg_variable(tmp_path, monkeypatch):

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from station.body_model import load_glasses_model, load_model
-from station.cli import DEMO_RECORDING, main
+from station.acquire.intake import open_intake
+from station.acquire.recording import Recording
+from station.cli.main import DEMO_RECORDING, main
 from station.errors import StationError
 from station.headless import json_line_writer, open_station, run_headless, snapshots_dir_for
-from station.intake import open_intake
-from station.recording import Recording
-from station.store import EventStore
+from station.log.store import EventStore
+from station.screen.body_model import load_glasses_model, load_model
 
 SCREENING_KEYS = {"type", "track_id", "t_first_seen", "t_decided", "skin_c", "body_c", "level", "quality", "site",
                   "u95_c"}
@@ -178,10 +178,10 @@ def test_demo_keeps_its_own_database(face_model, private_station_dirs):
 
 
 def _decisions(idle_detect_every: int) -> tuple[list, int]:
-    from station.alarm import AlarmPolicy, AlarmSettings
-    from station.detect import FaceDetector
     from station.headless import radiometer_for
     from station.pipeline import Station, Tick
+    from station.screen.alarm import AlarmPolicy, AlarmSettings
+    from station.screen.detect import FaceDetector
     from station.types import ScreeningDecision
 
     decisions, skipped = [], 0
@@ -209,10 +209,10 @@ def test_the_idle_detection_schedule_saves_work_without_changing_a_decision(face
 
 
 def test_an_expired_calibration_pauses_screening_and_says_so(tmp_path, face_model):
-    from station.alarm import AlarmPolicy, AlarmSettings
-    from station.detect import FaceDetector
     from station.headless import radiometer_for
     from station.pipeline import Station, Tick
+    from station.screen.alarm import AlarmPolicy, AlarmSettings
+    from station.screen.detect import FaceDetector
     from station.types import ScreeningDecision, SystemEvent
 
     old = tmp_path / "old.toml"
@@ -238,10 +238,10 @@ def test_an_expired_calibration_pauses_screening_and_says_so(tmp_path, face_mode
 # ------------------------------------------------------------------ judged at the time it was recorded
 def _screen(recording: Path, calibration: Path | None = None) -> tuple[list, list]:
     """Decisions and system events of one fast, unlogged run of ``recording``."""
-    from station.alarm import AlarmPolicy, AlarmSettings
-    from station.detect import FaceDetector
     from station.headless import radiometer_for
     from station.pipeline import Station, Tick
+    from station.screen.alarm import AlarmPolicy, AlarmSettings
+    from station.screen.detect import FaceDetector
     from station.types import ScreeningDecision, SystemEvent
 
     decisions, events = [], []
@@ -325,13 +325,13 @@ def test_live_cameras_judge_the_calibration_by_the_wall_clock(tmp_path, face_mod
     """Cameras have no recording time: their frames are taken now, so a live station's profile ages."""
     import time_machine
 
-    from station.alarm import AlarmPolicy, AlarmSettings
-    from station.detect import FaceDetector
-    from station.intake import Intake
+    from station.acquire.intake import Intake
+    from station.acquire.radiometry import Radiometer
+    from station.acquire.sources.replay import ReplaySource
     from station.pipeline import Station
-    from station.profile import CalibrationProfile
-    from station.radiometry import Radiometer
-    from station.sources.replay import ReplaySource
+    from station.profile.schema import CalibrationProfile
+    from station.screen.alarm import AlarmPolicy, AlarmSettings
+    from station.screen.detect import FaceDetector
 
     profile = CalibrationProfile.load(DEMO_RECORDING / "calibration.toml")
     made = datetime(2026, 11, 23, 10, tzinfo=UTC)

@@ -19,9 +19,11 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli import main
+from station.cli.main import main
 from station.errors import ProfileError
-from station.profile import (
+from station.profile.history import ProfileStore
+from station.profile.registration import check_registration_covers
+from station.profile.schema import (
     MAX_PARALLAX_PX_M,
     Blackbody,
     CalibrationProfile,
@@ -29,8 +31,6 @@ from station.profile import (
     check_profile_fits,
     thermal_only_profile,
 )
-from station.profiles import ProfileStore
-from station.registration import check_registration_covers
 
 DEMO = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "calibration.toml"
 LEPTON = (120, 160)  # thermal frame shape (height, width)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from station.cli import DEMO_RECORDING
+from station.cli.main import DEMO_RECORDING
 from station.qt_probe import debian_package, diagnose, probe_platform, x_display_problem
 
 QT_ABORT = 134
@@ -64,7 +64,7 @@ def hidden_library(tmp_path):
 
 
 def station(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "station.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "station.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

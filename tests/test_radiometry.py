@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from station.profile import CalibrationProfile, Radiometry
-from station.radiometry import (
+from station.acquire.radiometry import (
     BLACKBODY_EVENTS,
     LEPTON_PLANCK,
     BlackbodyMonitor,
@@ -27,6 +26,7 @@ from station.radiometry import (
     signal_from_celsius,
     tlinear_to_celsius,
 )
+from station.profile.schema import CalibrationProfile, Radiometry
 from station.sim import appearance
 from station.sim.sensors import BOSON, LEPTON
 from station.sim.simulator import Simulation, SimulationConfig
@@ -287,11 +287,11 @@ def skin_errors(sim: Simulation) -> dict[int, float]:
     """Per standing visitor without glasses: the station's canthus reading minus the true canthus_c.
 
     The reading is what a measurement would do: the hottest pixel of the 3x3 patch at the hotter
-    canthus, its hot spot's peak corrected for the optics' spread (``station.spot_size``), then for skin
+    canthus, its hot spot's peak corrected for the optics' spread (``station.screen.spot_size``), then for skin
     emissivity with the frame's estimated room temperature, averaged over the frames at the stop (one
     frame's hottest pixel is lifted by noise, lowered by optical blur).
     """
-    from station.spot_size import IPD_MM, psf_sigma_px, read_spot
+    from station.screen.spot_size import IPD_MM, psf_sigma_px, read_spot
 
     sigma = psf_sigma_px(sim.sensor.name)
     radiometer = _radiometer(sim)
@@ -366,7 +366,7 @@ def test_radiometer_validates_its_inputs(lepton_sim):
 
 
 def test_radiometer_for_a_recorded_stream(boson_sim):
-    from station.recording import ThermalStreamInfo
+    from station.acquire.recording import ThermalStreamInfo
 
     s = boson_sim
     info = ThermalStreamInfo(width=s.sensor.width, height=s.sensor.height, fps=s.sensor.fps, camera="boson",

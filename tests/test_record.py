@@ -30,13 +30,13 @@ import pytest
 from cli_checks import one_line_error
 from click.testing import CliRunner
 
-from station.cli import main
-from station.profiles import ProfileStore
-from station.record import FrameBuffer, RecordRequest, format_size, parse_size, public_spec, record
-from station.recording import Recording, RecordingWriter, parse_recorded_at
-from station.sources.base import Source
-from station.sources.registry import open_source
-from station.sources.simulated import shared_simulation
+from station.acquire.record import FrameBuffer, RecordRequest, format_size, parse_size, public_spec, record
+from station.acquire.recording import Recording, RecordingWriter, parse_recorded_at
+from station.acquire.sources.base import Source
+from station.acquire.sources.registry import open_source
+from station.cli.main import main
+from station.profile.history import ProfileStore
+from station.sim.live import shared_simulation
 from station.types import Frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def _wait_for_progress(process: subprocess.Popen, lines: int, timeout: float = 9
 def test_a_signal_ends_a_real_recording_cleanly(tmp_path, stop):
     out = tmp_path / "rec"
     _store_sim_profile(3)
-    command = [sys.executable, "-m", "station.cli", "record", str(out), "--thermal", "sim:3", "--visible", "sim:3"]
+    command = [sys.executable, "-m", "station.cli.main", "record", str(out), "--thermal", "sim:3", "--visible", "sim:3"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_progress(process, 2)

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-import station.recording as recording_module
-from station.errors import RecordingError
-from station.recording import (
+import station.acquire.recording as recording_module
+from station.acquire.recording import (
     FORMAT_NAME,
     FORMAT_VERSION,
     Recording,
@@ -23,6 +22,7 @@ from station.recording import (
     ThermalStreamInfo,
     VisibleStreamInfo,
 )
+from station.errors import RecordingError
 from station.types import Frame
 
 THERMAL_FPS = 8.7

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from station.profile import Registration
-from station.registration import MEAN_IPD_M, distance_from_eyes, map_faces, visible_to_thermal
+from station.profile.registration import MEAN_IPD_M, distance_from_eyes, map_faces, visible_to_thermal
+from station.profile.schema import Registration
 from station.sim.simulator import Simulation, SimulationConfig
 from station.types import Faces
 
@@ -138,5 +138,5 @@ def test_visible_to_thermal_broadcasts_and_validates(sim):
         visible_to_thermal(points, 0.0, reg)
     with pytest.raises(ValueError, match="eye_distance_px: expected finite distances above 0 pixels"):
         distance_from_eyes(np.array([30.0, 0.0]), 550.0)
-    with pytest.raises(TypeError, match="registration: expected a station.profile.Registration, got dict"):
+    with pytest.raises(TypeError, match="registration: expected a station.profile.schema.Registration, got dict"):
         visible_to_thermal(points, 1.0, {})

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from station.acquire.recording import Recording, RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
+from station.acquire.sources.base import Source
+from station.acquire.sources.replay import ReplaySource
 from station.errors import SourceError
-from station.recording import Recording, RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
-from station.sources.base import Source
-from station.sources.replay import ReplaySource
 from station.types import Frame
 
 THERMAL_TIMES = [0.0, 0.1, 0.25, 0.3, 0.5]  # irregular on purpose: pacing must follow t, not fps

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from station.report import (
+from station.log.report import (
     HIST_LO_C,
     LEVEL_COLOURS,
     LEVELS,

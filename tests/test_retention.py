@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli_purge import purge
+from station.cli.purge import purge
 from station.config import StationConfig, default_config_path, load_config, save_config
 from station.errors import StationError
 from station.headless import snapshots_dir_for
-from station.retention import (
+from station.log.retention import (
     RetentionPolicy,
     RetentionSchedule,
     apply_purge,
@@ -23,7 +23,7 @@ from station.retention import (
     orphan_snapshot_names,
     plan_purge,
 )
-from station.store import EventStore, utc_iso
+from station.log.store import EventStore, utc_iso
 from station.types import ScreeningDecision, SystemEvent
 
 NOW = datetime(2027, 12, 1, 12, 0, tzinfo=UTC)
@@ -323,7 +323,7 @@ def test_a_bad_retention_setting_names_its_key(tmp_path: Path, text: str, key: s
 @pytest.fixture
 def station_db(tmp_path: Path, monkeypatch) -> Path:
     """A closed station log beside its snapshots directory, with rows of every age; ``station purge`` runs at NOW."""
-    monkeypatch.setattr("station.cli_purge._now", lambda: NOW)
+    monkeypatch.setattr("station.cli.purge._now", lambda: NOW)
     path = tmp_path / "station.db"
     with EventStore(path, snapshots_dir=snapshots_dir_for(path)) as store:
         screen(store, days_ago(400), "fever")
@@ -406,9 +406,9 @@ def test_a_purge_past_the_newest_export_still_verifies(store: EventStore) -> Non
 
 def test_the_engine_purges_at_start_up(tmp_path, face_model) -> None:
     """A station started on an old log purges it before screening, and says so in the log."""
-    from station.cli import DEMO_RECORDING
+    from station.acquire.intake import open_intake
+    from station.cli.main import DEMO_RECORDING
     from station.headless import open_station, snapshots_dir_for
-    from station.intake import open_intake
 
     db = tmp_path / "station.db"
     old = datetime.now(UTC) - timedelta(days=400)
@@ -434,7 +434,7 @@ def test_retention_of_a_second_in_the_settings_purges_nothing_anywhere(station_d
     """The issue's config.toml: refused in one line by every path that would purge, and the log left whole."""
     from cli_checks import one_line_error
 
-    from station.cli import DEMO_RECORDING, main
+    from station.cli.main import DEMO_RECORDING, main
 
     path = default_config_path()
     path.parent.mkdir(parents=True, exist_ok=True)

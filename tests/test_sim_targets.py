@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli import main
-from station.profile import CalibrationProfile
-from station.recording import Recording
+from station.acquire.recording import Recording
+from station.cli.main import main
+from station.profile.schema import CalibrationProfile
 from station.sim import targets
 from station.sim.sensors import KELVIN
 from station.sim.simulator import Simulation, SimulationConfig

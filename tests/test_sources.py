@@ -23,13 +23,13 @@ from fakes import SCENE_CENTIKELVIN, FakeV4L2Bus, boson, lepton, webcam
 from flirpy.camera import lepton as flirpy_lepton
 from serial.tools import list_ports
 
+from station.acquire.sources.boson import BosonSource
+from station.acquire.sources.devices import list_video_devices
+from station.acquire.sources.lepton import LeptonSource
+from station.acquire.sources.opencv_visible import OpenCVVisibleSource
+from station.acquire.sources.registry import SOURCE_KINDS, SourceKind, discover_cameras, open_source
+from station.acquire.sources.uvc_y16 import UVCY16Source
 from station.errors import SourceError
-from station.sources.boson import BosonSource
-from station.sources.devices import list_video_devices
-from station.sources.lepton import LeptonSource
-from station.sources.opencv_visible import OpenCVVisibleSource
-from station.sources.registry import SOURCE_KINDS, SourceKind, discover_cameras, open_source
-from station.sources.uvc_y16 import UVCY16Source
 
 # flirpy logs a failed grab with the deprecated Logger.warn; that is flirpy's, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -345,7 +345,7 @@ def test_an_unreadable_video_is_one_line_on_stderr_without_ffmpegs_own(tmp_path:
     demo = Path(__file__).resolve().parents[1] / "recordings" / "demo" / "calibration.toml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
     done = subprocess.run(
-        [sys.executable, "-m", "station.cli", "run", "--visible", str(corrupt), "--thermal", "sim:1",
+        [sys.executable, "-m", "station.cli.main", "run", "--visible", str(corrupt), "--thermal", "sim:1",
          "--calibration", str(demo), "--headless", "--db", str(tmp_path / "s.db")],
         env=env, capture_output=True, text=True, timeout=120,
     )

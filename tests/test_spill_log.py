@@ -1,7 +1,7 @@
 """Rows held during a storage fault are durable: the spill file beside the log, replayed once, in order.
 
 Issue 13: a station killed (``kill -9``) while its log was locked lost every decision printed since the
-fault, because held rows lived only in memory. These tests drive :class:`station.guarded_log.GuardedLog`
+fault, because held rows lived only in memory. These tests drive :class:`station.log.guarded.GuardedLog`
 directly; ``tests/test_durability.py`` kills a real station.
 """
 
@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from station.guarded_log import GuardedLog, spill_path_for
 from station.headless import EXIT_HELD, EXIT_LOST, log_outcome, snapshots_dir_for
-from station.store import EventStore, read_thermal_snapshot
+from station.log.guarded import GuardedLog, spill_path_for
+from station.log.store import EventStore, read_thermal_snapshot
 from station.types import ScreeningDecision, SystemEvent
 
 T0 = datetime(2031, 3, 4, 8, 0, tzinfo=UTC)  # a fixed wall clock: nothing here depends on today's date

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from station.spot_size import (
+from station.screen.spot_size import (
     CANTHUS_RADIUS_MM,
     HALF_MAX_PER_SIGMA,
     MIN_RETENTION,

@@ -18,7 +18,7 @@ import pytest
 import sqlite_utils
 
 from station.errors import StationError
-from station.store import MIGRATIONS, EventStore, read_thermal_snapshot
+from station.log.store import MIGRATIONS, EventStore, read_thermal_snapshot
 from station.types import ScreeningDecision, SystemEvent
 
 START = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

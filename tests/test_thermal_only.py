@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from station.cli import main
-from station.thermal_faces import ThermalFaceSettings, one_box_per_head, skin_like, to_grey8
+from station.cli.main import main
+from station.screen.thermal_faces import ThermalFaceSettings, one_box_per_head, skin_like, to_grey8
 from station.types import Faces
 
 KIOSK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kiosk-cptv"
@@ -80,7 +80,7 @@ def test_only_warm_skin_counts_as_a_face():
 
 
 def test_the_reference_disc_is_the_warm_round_spot_that_does_not_move():
-    from station.reference_disc import find_reference_disc
+    from station.acquire.reference_disc import find_reference_disc
 
     yy, xx = np.mgrid[0:160, 0:120]
     frames = []
@@ -148,7 +148,7 @@ def _splice(src: Path, dst: Path, pieces: list[tuple[int, int | None]]) -> Path:
     """A copy of the imported recording ``src`` made of ``pieces`` ([start, stop) frame ranges), re-timed at its
     frame interval; each later piece shifted by a constant so the reference disc reads on across the cut (as
     the Lepton's slow drift leaves it: a jump would pause screening)."""
-    from station.reference_disc import find_reference_disc
+    from station.acquire.reference_disc import find_reference_disc
 
     frames = np.load(src / "thermal.npy")
     disc = find_reference_disc(frames[:60:3].astype(np.float32) / 100.0 - 273.15)
@@ -203,7 +203,7 @@ def test_two_people_in_succession_at_the_same_spot_are_two_decisions(kiosk, tmp_
     second appears 1.5 s later on his way to the same spot. The new face is where the first was lost, but
     its readings (warmer at the canthi by more than one person's readings vary) are not his: two people, two
     decisions."""
-    from station.track import TrackSettings
+    from station.screen.track import TrackSettings
 
     decisions = _screen_spliced(kiosk, tmp_path, "20210324-052519.cptv", [(0, 50), (62, 75), (96, 161)], 37.0)
     assert len(decisions) == 2 and all(d["skin_c"] is not None for d in decisions)

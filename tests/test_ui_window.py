@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PyQt6.QtGui import QImage
 
-from station.cli import DEMO_RECORDING
-from station.guidance import guidance_for
+from station.acquire.intake import open_intake
+from station.cli.main import DEMO_RECORDING
 from station.headless import open_station
-from station.intake import open_intake
-from station.store import EventStore
+from station.log.store import EventStore
+from station.screen.guidance import guidance_for
 from ui.ack_dialog import AcknowledgeDialog
 from ui.alarm_banner import AlarmBanner, PendingAlarm
 from ui.main_window import MainWindow
@@ -245,7 +245,7 @@ def test_no_audio_falls_back_to_the_bell_and_says_so(qtbot):
 def test_demo_screenshot_writes_the_window(tmp_path, face_model):
     out = tmp_path / "demo.png"
     result = subprocess.run(
-        [sys.executable, "-m", "station.cli", "demo", "--screenshot", str(out), "--after", "3", "--fast"],
+        [sys.executable, "-m", "station.cli.main", "demo", "--screenshot", str(out), "--after", "3", "--fast"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -292,12 +292,34 @@ def test_a_lost_camera_pauses_the_window_until_it_recovers(window, qtbot):
 
     win, _ = window
     qtbot.waitUntil(lambda: win.worker.latest() is not None, timeout=30000)
-    win.on_system_event(SystemEvent("camera_lost", 5.0, "thermal lepton: no frame for 2.0 s"))
+    win.on_system_event(SystemEvent("camera_lost", 5.0, "thermal lepton: no frame for 2.0 s", stream="thermal"))
     assert "camera lost" in win.pause_reason(win.worker.latest())
     assert win.system_strip.isVisible() and "CAMERA LOST" in win.system_strip.text()
-    win.on_system_event(SystemEvent("camera_recovered", 7.0, "thermal lepton: frames are flowing again"))
+    win.on_system_event(SystemEvent("camera_recovered", 7.0, "thermal lepton: frames are flowing again",
+                                    stream="thermal"))
     assert "camera lost" not in (win.pause_reason(win.worker.latest()) or "")
     assert "CAMERA LOST" not in win.system_strip.text()
+
+
+def test_the_window_tracks_lost_cameras_by_stream_not_by_the_event_text(window, qtbot):
+    from station.types import SystemEvent
+
+    win, _ = window
+    qtbot.waitUntil(lambda: win.worker.latest() is not None, timeout=30000)
+    # a camera that never opened: the detail is the driver's sentence, its first word not the camera's name
+    win.on_system_event(SystemEvent("camera_lost", 1.0, "thermal camera lepton:0 could not be opened: busy; "
+                                    "see station doctor", stream="thermal"))
+    win.on_system_event(SystemEvent("camera_lost", 1.5, "visible source opencv:0: no frame for 2.0 s",
+                                    stream="visible"))
+    assert win.lost == {"thermal", "visible"}
+    assert "CAMERA LOST: thermal, visible" in win.system_strip.text()
+    win.on_system_event(SystemEvent("camera_recovered", 3.0, "thermal source lepton:0: frames are flowing again",
+                                    stream="thermal"))
+    assert win.lost == {"visible"}, "the thermal camera is back although its two details share no first word"
+    assert "camera lost: visible" in win.pause_reason(win.worker.latest())
+    win.on_system_event(SystemEvent("camera_recovered", 4.0, "visible source opencv:0: frames are flowing again",
+                                    stream="visible"))
+    assert not win.lost and "CAMERA LOST" not in win.system_strip.text()
 
 
 def test_history_reopens_from_the_log_with_thumbnails_for_alarms_only(window, qtbot):
@@ -339,7 +361,7 @@ def test_kiosk_mode_and_the_keyboard_shortcut(window, qtbot):
 def test_the_status_bar_shows_the_last_blackbody_verification_and_the_calibration_age(qtbot, tmp_path, face_model):
     import json
 
-    from station import verification
+    from station.profile import verification
     from station.types import SystemEvent
 
     db = tmp_path / "station.db"

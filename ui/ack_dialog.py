@@ -25,9 +25,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from station.alarm import check_action
 from station.config import StationConfig
 from station.errors import StationError
+from station.types import check_action
 from ui.alarm_banner import PendingAlarm
 
 ACTIONS = (

@@ -31,13 +31,13 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from station import verification
 from station.config import StationConfig, save_config
 from station.errors import StationError
-from station.guidance import guidance_for
 from station.headless import snapshots_dir_for
+from station.log.store import EventStore
 from station.pipeline import Station, Tick
-from station.store import EventStore
+from station.profile import verification
+from station.screen.guidance import guidance_for
 from station.types import ALARM_LEVELS, LEVEL_COLOURS, EventKind, ScreeningDecision, SystemEvent
 from ui.ack_dialog import AcknowledgeDialog
 from ui.alarm_banner import AlarmBanner, PendingAlarm, bgr_pixmap, temperature_text
@@ -288,9 +288,9 @@ class MainWindow(QMainWindow):
 
     def on_system_event(self, event: SystemEvent) -> None:
         if event.kind == EventKind.CAMERA_LOST:
-            self.lost.add(event.detail.split(":")[0])
+            self.lost.add(event.stream or "camera")  # an event that names no stream still pauses screening
         elif event.kind == EventKind.CAMERA_RECOVERED:
-            self.lost.discard(event.detail.split(":")[0])
+            self.lost.discard(event.stream or "camera")
         elif event.kind.startswith("blackbody_"):
             self.blackbody_state = (event.kind, event.detail)
         elif event.kind == EventKind.STORAGE_FAULT:

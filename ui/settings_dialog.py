@@ -26,7 +26,7 @@ from PyQt6.QtWidgets import (
 
 from station.config import PALETTES, StationConfig, check_pin, check_pin_format, hash_pin
 from station.errors import StationError
-from station.guidance import DEFAULT_GUIDANCE
+from station.screen.guidance import DEFAULT_GUIDANCE
 
 
 def _spin(value: float, low: float, high: float, step: float = 0.1) -> QDoubleSpinBox:

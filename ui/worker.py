@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, QThread, pyqtSignal
 
-from station.alarm import AlarmPolicy, AlarmSettings
 from station.errors import StationError
 from station.pipeline import Station, Tick
+from station.screen.alarm import AlarmPolicy, AlarmSettings
 from station.types import ALARM_LEVELS, ScreeningDecision, SystemEvent
 
 StationFactory = Callable[[], AbstractContextManager[Station]]

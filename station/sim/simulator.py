@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from station.profile import Blackbody, CalibrationProfile, Radiometry, Registration
+from station.profile.schema import Blackbody, CalibrationProfile, Radiometry, Registration
 from station.sim import appearance, optics
 from station.sim.background import Room, surface_depth_m, thermal_background, visible_background
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
@@ -679,7 +679,7 @@ def write_scene_recording(
     progress: Callable[[int], None] | None,
 ) -> Path:
     """Any simulator's frames, in its time order, with its truth and true profile, as a recording (format v1)."""
-    from station.recording import RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
+    from station.acquire.recording import RecordingWriter, ThermalStreamInfo, VisibleStreamInfo
 
     sensor = sim.sensor
     thermal = ThermalStreamInfo(

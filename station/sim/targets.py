@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from station.profile import CalibrationProfile, Radiometry
+from station.profile.schema import CalibrationProfile, Radiometry
 from station.sim import appearance, optics
 from station.sim.camera import CameraRig, PinholeCamera, rotation_matrix
 from station.sim.sensors import SENSORS
