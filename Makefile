@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean qt-libs
+.PHONY: demo test lint bench clean qt-libs fleet-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ qt-libs: $(STAMP)
 	@pkgs="$$($(BIN)/python -m station.qt_probe --missing-packages)"; \
 	if [ -z "$$pkgs" ]; then echo "Qt's X11 plugin finds every library it needs"; \
 	else echo installing $$pkgs; apt-get update -qq && apt-get install -y --no-install-recommends $$pkgs; fi
+
+# The fleet's servers (Debian/Ubuntu, as root): the tests and `station fleet demo` start private instances of
+# Mosquitto and PostgreSQL in temporary folders, never the system services these packages bring.
+fleet-deps:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then echo "mosquitto: installed"; \
+	else apt-get update -qq && apt-get install -y -qq mosquitto; fi
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; \
+	then echo "postgresql: installed"; else apt-get update -qq && apt-get install -y -qq postgresql; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py

@@ -30,6 +30,7 @@ import tomli_w
 
 from station.atomic import atomic_write
 from station.errors import StationError
+from station.fleet.protocol import BrokerUrl, check_id
 from station.log.retention import RetentionPolicy
 from station.paths import default_config_path  # noqa: F401  (its old home: still importable)
 from station.screen.alarm import AlarmPolicy, AlarmSettings, check_thresholds
@@ -38,6 +39,61 @@ from station.screen.guidance import DEFAULT_GUIDANCE
 PALETTES = ("iron", "grey", "rainbow")  # drawn by ui/palette.py; named here so the engine can check a config
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MB and ~50 ms per check: slow to brute-force, quick to use
+
+
+@dataclass
+class FleetConfig:
+    """The ``[fleet]`` section: where this station publishes its log (see :mod:`station.fleet`).
+
+    ``credentials`` is the path of a file (mode 0600) holding ``password = "..."``, read when the station
+    starts (:func:`station.fleet.credentials.read_credentials`), so the settings file itself holds no secret.
+    """
+
+    broker: str  # mqtt://host[:port] or mqtts://host[:port], optionally user@
+    site: str
+    station_id: str
+    credentials: str
+    #: Alarm images stay at the station unless this is true (rows are de-identified already).
+    share_alarm_images: bool = False
+    #: The CA that signed the broker's certificate (mqtts:// only; default: the system's CAs).
+    ca_file: str | None = None
+
+    def check(self, where: str = "settings") -> None:
+        try:
+            BrokerUrl.parse(self.broker)
+            check_id(self.site, "site")
+            check_id(self.station_id, "station id")
+        except StationError as exc:
+            raise StationError(f"{where}: [fleet] {exc}") from None
+        if not self.credentials:
+            raise StationError(f"{where}: [fleet] credentials: expected the path of a credentials file")
+
+    @property
+    def broker_url(self) -> BrokerUrl:
+        return BrokerUrl.parse(self.broker)
+
+
+_FLEET_TYPES: dict[str, tuple[type, ...]] = {"broker": (str,), "site": (str,), "station_id": (str,),
+                                              "credentials": (str,), "share_alarm_images": (bool,),
+                                              "ca_file": (str,)}
+
+
+def fleet_config_from(raw: Any, where: str) -> FleetConfig:
+    """The ``[fleet]`` table of a settings file, checked; one line naming the key otherwise."""
+    if not isinstance(raw, dict):
+        raise StationError(f"{where}: fleet: expected a [fleet] table, got {raw!r}")
+    for key, value in raw.items():
+        if key not in _FLEET_TYPES:
+            raise StationError(f"{where}: [fleet] unknown key {key!r}")
+        if not isinstance(value, _FLEET_TYPES[key]):
+            raise StationError(f"{where}: [fleet] {key}: expected {_FLEET_TYPES[key][0].__name__}, got {value!r}")
+    missing = [k for k in ("broker", "site", "station_id", "credentials") if k not in raw]
+    if missing:
+        raise StationError(f"{where}: [fleet] {missing[0]}: missing (broker, site, station_id and credentials "
+                           "are needed)")
+    fleet = FleetConfig(**raw)
+    fleet.check(where)
+    return fleet
 
 
 @dataclass
@@ -64,6 +120,8 @@ class StationConfig:
     retention_images_days: float = 7.0
     #: ...and screenings, acknowledgements and system events after this many (exports are kept).
     retention_records_days: float = 365.0
+    #: The fleet this station publishes to (``[fleet]``); None: a station on its own, which connects nowhere.
+    fleet: FleetConfig | None = None
 
     def to_alarm_settings(self) -> AlarmSettings:
         return AlarmSettings(mode=self.mode, skin_to_body_offset_c=self.skin_to_body_offset_c,  # type: ignore[arg-type]
@@ -101,6 +159,8 @@ class StationConfig:
         unknown = set(self.guidance) - set(DEFAULT_GUIDANCE)
         if unknown:
             raise StationError(f"{where}: guidance: unknown flag {sorted(unknown)[0]!r}")
+        if self.fleet is not None:
+            self.fleet.check(where)
         try:
             # The thresholds first, with the keys as the file spells them; then the rest of the alarm settings.
             check_thresholds(self.elevated_c, self.fever_c, self.relative_margin_c)
@@ -130,6 +190,9 @@ def load_config(path: Path) -> StationConfig:
     for key, value in raw.items():
         if key not in known:
             raise StationError(f"{path}: unknown key {key!r}")
+        if key == "fleet":
+            values[key] = fleet_config_from(value, str(path))
+            continue
         expected = StationConfig.__dataclass_fields__[key].type
         if "float" in str(expected) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -151,6 +214,8 @@ def save_config(config: StationConfig, path: Path) -> None:
     config.check(str(path))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {k: v for k, v in asdict(config).items() if v is not None}
+    if "fleet" in data:
+        data["fleet"] = {k: v for k, v in data["fleet"].items() if v is not None}
     atomic_write(path, tomli_w.dumps(data), mode=0o600)
 
 

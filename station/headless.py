@@ -26,6 +26,15 @@ A supervisor sees from the exit code alone whether the run's record is complete 
   a full disk), and they exist only in the JSON lines that were printed.
 
 ``1`` stays what it is for every command: bad input, said in one line before screening starts.
+
+The fleet
+---------
+With a :class:`FleetSettings` (``[fleet]`` in the settings file, or ``station run --fleet URL``), the store
+is opened with its outbox (every published row queued in the row's own transaction) and a
+:class:`~station.fleet.publisher.Publisher` sends it, with heartbeats and the station's status, for as
+long as the station runs. A broker that is down changes nothing in the screening: rows wait in the
+outbox. An acknowledgement made at the security desk is logged as this station's own
+(``operator = desk:NAME``) and said in one line on standard error. Without it nothing connects anywhere.
 """
 
 from __future__ import annotations
@@ -33,14 +42,20 @@ from __future__ import annotations
 import _thread
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from station.acquire.intake import Intake
 from station.acquire.radiometry import Radiometer
 from station.errors import StationError
+from station.fleet.credentials import read_credentials
+from station.fleet.protocol import BrokerUrl, DeskAck, Heartbeat, check_id
+from station.fleet.publisher import Publisher
 from station.log.guarded import GuardedLog, spill_path_for
 from station.log.retention import RetentionPolicy
 from station.log.store import EventStore
@@ -82,13 +97,114 @@ def default_policy() -> AlarmPolicy:
     return AlarmPolicy(AlarmSettings(), load_model(), load_glasses_model())
 
 
-def open_log(db: Path) -> GuardedLog:
+def open_log(db: Path, *, outbox: bool = False) -> GuardedLog:
     """The guarded log on ``db``, with its snapshots directory and its spill file beside it.
 
     Opening it logs first whatever an earlier run left held in the spill (a station killed during a
-    storage fault), so every start on a database completes its record before adding to it.
+    storage fault), so every start on a database completes its record before adding to it. ``outbox``:
+    the station publishes to the fleet, so every published row is queued in the store's outbox too.
     """
-    return GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db)), spill=spill_path_for(db))
+    return GuardedLog(lambda: EventStore(db, snapshots_dir=snapshots_dir_for(db), outbox=outbox),
+                      spill=spill_path_for(db))
+
+
+# ---------------------------------------------------------------------- the fleet
+@dataclass(frozen=True)
+class FleetSettings:
+    """Everything a station needs to publish to the fleet, checked (the password read from its file)."""
+
+    broker: BrokerUrl
+    site: str
+    station_id: str
+    password: str
+    ca_file: Path | None = None
+    share_alarm_images: bool = False
+
+
+def fleet_settings(
+    config: Any = None,
+    *,
+    url: str | None = None,
+    site: str | None = None,
+    station_id: str | None = None,
+    credentials: Path | str | None = None,
+    ca_file: Path | str | None = None,
+) -> FleetSettings | None:
+    """The fleet this run publishes to: the options given (``station run --fleet ...``) over the settings
+    file's ``[fleet]`` (``config``: a :class:`station.config.FleetConfig` or None); None when neither names
+    a broker. One line (StationError) for anything missing or wrong, before screening starts.
+    """
+    url = url or (config.broker if config is not None else None)
+    if url is None:
+        if site or station_id or credentials or ca_file:
+            raise StationError("--site, --station-id, --fleet-credentials: only with --fleet URL (or [fleet] in "
+                               "the settings file)")
+        return None
+    site = site or (config.site if config is not None else None)
+    station_id = station_id or (config.station_id if config is not None else None)
+    credentials = credentials or (config.credentials if config is not None else None)
+    ca_file = ca_file or (config.ca_file if config is not None else None)
+    for value, flag in ((site, "--site"), (station_id, "--station-id"), (credentials, "--fleet-credentials")):
+        if not value:
+            raise StationError(f"fleet: {flag} is needed with --fleet (or its key in [fleet] of the settings file)")
+    broker = BrokerUrl.parse(url)
+    check_id(str(site), "site")
+    check_id(str(station_id), "station id")
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise StationError(f"fleet CA file {ca_file}: no such file")
+    return FleetSettings(broker, str(site), str(station_id), read_credentials(Path(str(credentials))).password,
+                         None if ca_file is None else Path(ca_file),
+                         bool(config.share_alarm_images) if config is not None else False)
+
+
+class _Rates:
+    """Frame pairs per second over the last heartbeat, from the pairer's counter."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def __call__(self, pairs: int) -> float | None:
+        now = time.monotonic()
+        last, self._last = self._last, (now, pairs)
+        if last is None or now - last[0] <= 0:
+            return None
+        return round((pairs - last[1]) / (now - last[0]), 2)
+
+
+def station_heartbeat(station: Station) -> Callable[[], Heartbeat]:
+    """What the desk's tile shows about ``station``, read (from the publisher's thread) as it runs."""
+    rates = _Rates()
+
+    def beat() -> Heartbeat:
+        try:
+            pairs = int(station.intake.pairer.stats()["pairs"])
+        except Exception:  # noqa: BLE001 - a heartbeat must never stop the publisher
+            pairs = 0
+        rate = rates(pairs)
+        error = getattr(station, "_blackbody_error", None)
+        age = station.calibration_age_days
+        fault = None if station.log is None else station.log.fault
+        return Heartbeat(
+            wall_time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            visible_fps=None if getattr(station.intake, "visible", None) is None else rate,
+            thermal_fps=rate,
+            blackbody_error_c=None if error is None else round(float(error), 3),
+            calibration_age_days=None if age is None else round(float(age), 2),
+            storage_fault=fault, outbox_rows=0, version="")
+
+    return beat
+
+
+def _say_desk_ack(ack: DeskAck, row_id: int) -> None:
+    print(f"fleet: alarm screening {ack.screening_id} acknowledged at the desk by {ack.operator} ({ack.action}); "
+          f"logged as acknowledgement {row_id}", file=sys.stderr, flush=True)
+
+
+def start_publisher(station: Station, db: Path, fleet: FleetSettings,
+                    on_desk_ack: Callable[[DeskAck, int], None] = _say_desk_ack) -> Publisher:
+    """The publisher for a running station on ``db`` (its own connection to the file), started."""
+    return Publisher(db, broker=fleet.broker, site=fleet.site, station_id=fleet.station_id, password=fleet.password,
+                     ca_file=fleet.ca_file, heartbeat=station_heartbeat(station), on_desk_ack=on_desk_ack).start()
 
 
 def log_outcome(log: GuardedLog | None, db: Path | None) -> tuple[str, int]:
@@ -122,20 +238,30 @@ def open_station(
     detector: FaceDetector | None = None,
     policy: AlarmPolicy | None = None,
     retention: RetentionPolicy | None = None,
+    fleet: FleetSettings | None = None,
 ) -> Iterator[Station]:
     """The whole engine on ``intake``, logging to ``db`` (``None``: no log); the store is closed on exit,
-    whatever happened, so every row written before a failure stays written."""
+    whatever happened, so every row written before a failure stays written. With ``fleet``, the log is
+    published (see the module notes) until the station stops."""
     if intake.profile is None:
         raise StationError("no calibration profile: give --calibration FILE (a recording carries its own)")
+    if fleet is not None and db is None:
+        raise StationError("fleet: publishing needs the station's log (--db)")
     detector = detector or FaceDetector()
     radiometer = radiometer_for(intake, intake.profile)
-    log = None if db is None else open_log(db)
+    log = None if db is None else open_log(db, outbox=fleet is not None)
+    publisher = None
     try:
-        yield Station(intake, detector, intake.profile, radiometer, policy or default_policy(), log,
-                      retention=None if log is None else (retention or RetentionPolicy()))
+        station = Station(intake, detector, intake.profile, radiometer, policy or default_policy(), log,
+                          retention=None if log is None else (retention or RetentionPolicy()))
+        if fleet is not None and db is not None:
+            publisher = start_publisher(station, db, fleet)
+        yield station
     finally:
         if log is not None:
-            log.close()
+            log.close()  # the last rows (the "stopped" event) are in the outbox now: give them a moment
+        if publisher is not None:
+            publisher.close(drain_s=3.0)
 
 
 def json_line_writer(out: TextIO) -> Callable[[dict], None]:

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Real fleet servers (a private Mosquitto and PostgreSQL per test): the fixtures live in fleet_servers.py.
+pytest_plugins = ["fleet_servers"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--hardware", action="store_true", help="also run tests that need real cameras attached")

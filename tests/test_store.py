@@ -86,7 +86,7 @@ def test_new_database_is_private_in_wal_mode_and_migrated_once(db_path: Path) ->
     assert mode(Path(str(db_path) + "-shm")) == 0o600
     assert [m.name for m in MIGRATIONS.applied(store.db)] == ["m001_initial", "m002_hash_chains_and_exports",
                                                               "m003_body_model", "m004_site", "m005_evidence",
-                                                              "m006_uncertainty"]
+                                                              "m006_uncertainty", "m007_outbox"]
     assert {"screenings", "system_events", "acknowledgements", "snapshots"} <= set(store.db.table_names())
     store.close()
     store.close()  # idempotent
@@ -100,7 +100,7 @@ def test_reopening_is_idempotent_and_keeps_the_data(db_path: Path) -> None:
         rows = list(store.db.query("SELECT name FROM _sqlite_migrations"))
         assert rows == [{"name": "m001_initial"}, {"name": "m002_hash_chains_and_exports"},
                         {"name": "m003_body_model"}, {"name": "m004_site"}, {"name": "m005_evidence"},
-                        {"name": "m006_uncertainty"}]
+                        {"name": "m006_uncertainty"}, {"name": "m007_outbox"}]
         assert [r["track_id"] for r in store.screenings()] == [1, 2]
         assert store.db.journal_mode == "wal"
 

@@ -17,6 +17,7 @@ import click
 from calibration.cli.main import calibrate
 from station.cli.audit import audit, export_command
 from station.cli.body_model import body_model
+from station.cli.fleet import fleet
 from station.cli.group import CONTEXT, StationGroup
 from station.cli.imports import import_command
 from station.cli.model import model
@@ -150,6 +151,15 @@ def _simulate_target(out: Path, kind: str, poses: int, seed: int, thermal_camera
 @click.option("--reference-c", type=click.FloatRange(20, 50), metavar="C",
               help="Thermal-only recording without a profile: its reference disc (found in the frames) is held "
                    "at C °C; every frame is corrected by it.")
+@click.option("--fleet", "fleet_url", metavar="URL",
+              help="Publish the log to the fleet's broker, mqtt://HOST[:PORT] or mqtts://... (default: [fleet] "
+                   "in the settings file; neither: connect nowhere).")
+@click.option("--site", "fleet_site", metavar="SITE", help="With --fleet: this station's site id.")
+@click.option("--station-id", "fleet_station_id", metavar="ID", help="With --fleet: this station's id (its MQTT user).")
+@click.option("--fleet-credentials", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help='With --fleet: a file (mode 0600) holding password = "...".')
+@click.option("--fleet-ca", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With an mqtts:// broker: the CA certificate that signed it (default: the system's).")
 def run(
     visible_spec: str | None,
     thermal_spec: str | None,
@@ -161,6 +171,11 @@ def run(
     events_path: str,
     kiosk: bool,
     reference_c: float | None,
+    fleet_url: str | None,
+    fleet_site: str | None,
+    fleet_station_id: str | None,
+    fleet_credentials: Path | None,
+    fleet_ca: Path | None,
 ) -> None:
     """Run the station on cameras or on a recording: the guards' window, or headless.
 
@@ -172,15 +187,20 @@ def run(
       station run --recording recordings/demo
       station run --recording /tmp/rec --headless --fast --events /tmp/events.jsonl --db /tmp/s.db
       station run --thermal lepton --visible 0 --calibration station.toml --kiosk
+      station run --recording /tmp/rec --headless --fleet mqtt://desk.local --site north --station-id st-a \\
+          --fleet-credentials ~/.config/fever-station/fleet.toml
     """
     from station.paths import default_db_path
 
     db = db or default_db_path()
+    fleet = {"url": fleet_url, "site": fleet_site, "station_id": fleet_station_id, "credentials": fleet_credentials,
+             "ca_file": fleet_ca}
     if headless or not _window_can_open(None):
-        _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path, reference_c)
+        _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path, reference_c,
+                         fleet=fleet)
     else:
         _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, None, 0.0,
-                          reference_c=reference_c)
+                          reference_c=reference_c, fleet=fleet)
 
 
 @main.command(context_settings=CONTEXT)
@@ -276,17 +296,28 @@ def _demo_flags() -> str:
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO_SETTINGS.items())
 
 
+def _fleet_settings(config, fleet: dict | None):
+    """The fleet ``station run`` publishes to (its options over ``[fleet]``), checked before screening; None
+    for the demo (``fleet`` None) and for a station configured for no fleet."""
+    from station.headless import fleet_settings
+
+    if fleet is None:
+        return None
+    return fleet_settings(config.fleet, **fleet)
+
+
 def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fast, events_path,
-                     reference_c=None) -> None:
+                     reference_c=None, fleet: dict | None = None) -> None:
     from station.acquire.intake import open_intake
     from station.config import default_config_path, load_config
     from station.headless import events_output, json_line_writer, log_outcome, open_station, run_headless
 
     config = load_config(default_config_path())
+    fleet_to = _fleet_settings(config, fleet)
     policy = config.alarm_policy()
     with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, reference_c=reference_c) as intake:
-        with open_station(intake, db=db, policy=policy, retention=config.retention_policy()) as station, \
-                events_output(events_path) as out:
+        with open_station(intake, db=db, policy=policy, retention=config.retention_policy(),
+                          fleet=fleet_to) as station, events_output(events_path) as out:
             counts = run_headless(station, json_line_writer(out))
             log = station.log
         where, code = log_outcome(log, db)
@@ -297,7 +328,7 @@ def _screen_headless(visible_spec, thermal_spec, recording, calibration, db, fas
 
 
 def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fast, kiosk, screenshot,
-                      after_s, reference_c=None) -> None:
+                      after_s, reference_c=None, fleet: dict | None = None) -> None:
     """The window around the same engine. Everything that can be checked before Qt starts is checked
     here, so a bad input is still one line and exit 1, not a window with an error in it."""
     from contextlib import contextmanager
@@ -311,6 +342,7 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
 
     config_path = default_config_path()
     config = load_config(config_path)
+    fleet_to = _fleet_settings(config, fleet)
     load_model_path()
     if recording is not None:
         Recording.open(recording)
@@ -322,7 +354,7 @@ def _screen_in_window(visible_spec, thermal_spec, recording, calibration, db, fa
         with open_intake(visible_spec, thermal_spec, recording, calibration, fast=fast, status=None,
                          reference_c=reference_c) as intake:
             with open_station(intake, db=db, policy=config.alarm_policy(),
-                              retention=config.retention_policy()) as station:
+                              retention=config.retention_policy(), fleet=fleet_to) as station:
                 yield station
 
     from ui.app import run_window
@@ -381,6 +413,7 @@ main.add_command(purge)
 main.add_command(import_command)
 main.add_command(record_command)
 main.add_command(body_model)
+main.add_command(fleet)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

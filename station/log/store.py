@@ -237,16 +237,36 @@ def m006_uncertainty(db: Database) -> None:
     db["screenings"].add_column("u95_c", float)
 
 
+@MIGRATIONS()
+def m007_outbox(db: Database) -> None:
+    """The fleet's outbox: every published row, written in the same transaction as the row itself.
+
+    ``outbox`` holds each row of :data:`OUTBOX_TABLES` as it travels to the fleet (its canonical JSON, id and
+    hashes included) until the fleet's ingester says it holds it (a high-water mark); ``outbox_cursor`` is
+    the highest row id of each table ever put in the outbox, so rows logged while the station ran without
+    the fleet are queued when it next runs with it. Only a store opened with ``outbox=True`` fills them.
+    """
+    db["outbox"].create(
+        {"id": int, "table_name": str, "row_id": int, "row_json": str},
+        pk="id",
+        not_null={"table_name", "row_id", "row_json"},
+    )
+    db["outbox"].create_index(["table_name", "row_id"])
+    db["outbox_cursor"].create({"table_name": str, "through_id": int}, pk="table_name", not_null={"through_id"})
+
+
 # ---------------------------------------------------------------------- helpers
 def _compact(value: Any) -> str:
     """JSON as the log keeps it in text columns: sorted keys, no spaces."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _append_chained(db: Database, table: str, row: Mapping[str, Any]) -> tuple[int, str]:
+def _append_chained(db: Database, table: str, row: Mapping[str, Any], *, outbox: bool = False) -> tuple[int, str]:
     """Insert a row after the table's last one (or its anchor), with its id and hashes; ``(id, row_hash)``.
 
     The caller holds the write transaction, so nothing can be inserted between the read and the insert.
+    With ``outbox`` (a store publishing to the fleet), a row of :data:`OUTBOX_TABLES` also goes into the
+    outbox, in the same transaction: it is published if and only if it is logged.
     """
     last = db.execute(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
     if last is None:
@@ -256,7 +276,48 @@ def _append_chained(db: Database, table: str, row: Mapping[str, Any]) -> tuple[i
     full["prev_hash"] = str(last[1])
     full["row_hash"] = row_hash(full["prev_hash"], full)
     db[table].insert(full)
+    if outbox and table in OUTBOX_TABLES:
+        _enqueue(db, table, [full])
     return int(full["id"]), str(full["row_hash"])
+
+
+#: The chained tables a station publishes to the fleet (``retention_log`` stays local); the same as
+#: :data:`station.fleet.protocol.PUBLISHED_TABLES`, which this layer may not import (a test keeps them equal).
+OUTBOX_TABLES: tuple[str, ...] = ("screenings", "acknowledgements", "system_events", "exports")
+
+
+def _outbox_json(row: Mapping[str, Any]) -> str:
+    """A row as the outbox keeps it: every column (nulls too), sorted keys, no spaces, no NaN."""
+    return json.dumps(dict(row), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _enqueue(db: Database, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Put ``rows`` (of one table, in id order, inside the caller's transaction) in the outbox."""
+    if not rows:
+        return
+    db.conn.executemany("INSERT INTO outbox (table_name, row_id, row_json) VALUES (?, ?, ?)",
+                        [(table, int(r["id"]), _outbox_json(r)) for r in rows])
+    db.execute("INSERT INTO outbox_cursor (table_name, through_id) VALUES (?, ?) ON CONFLICT (table_name) "
+               "DO UPDATE SET through_id = MAX(through_id, excluded.through_id)", [table, int(rows[-1]["id"])])
+
+
+def _enqueue_missed(db: Database) -> int:
+    """Queue every published row the outbox never had (logged while the fleet was off); how many.
+
+    Inside the caller's write transaction. A table with no cursor yet starts from its first row.
+    """
+    queued = 0
+    for table in OUTBOX_TABLES:
+        found = db.execute("SELECT through_id FROM outbox_cursor WHERE table_name = ?", [table]).fetchone()
+        after = 0 if found is None else int(found[0])
+        while True:
+            rows = list(db.query(f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT 1000", [after]))
+            if not rows:
+                break
+            _enqueue(db, table, rows)
+            queued += len(rows)
+            after = int(rows[-1]["id"])
+    return queued
 
 
 def _read_only_uri(path: Path) -> str:
@@ -298,7 +359,8 @@ def utc_iso(moment: datetime) -> str:
 
 #: Every table of the store's schema (``_sqlite_migrations`` aside): the names a query may put in its SQL.
 STORE_TABLES: tuple[str, ...] = (
-    "screenings", "system_events", "acknowledgements", "snapshots", "exports", "chain_anchors", "retention_log")
+    "screenings", "system_events", "acknowledgements", "snapshots", "exports", "chain_anchors", "retention_log",
+    "outbox", "outbox_cursor")
 
 _ACKED = "EXISTS (SELECT 1 FROM acknowledgements a WHERE a.screening_id = s.id)"
 
@@ -429,6 +491,10 @@ class EventStore:
         Where alarm snapshots go (created mode 0700). ``None``: this station keeps no images at all.
     clock
         Wall-clock source for ``wall_time``; tests pass a fixed one.
+    outbox
+        This station publishes to the fleet: every row of :data:`OUTBOX_TABLES` is also put in the
+        ``outbox`` table in its own transaction, and rows logged while the fleet was off are queued at
+        open (see :mod:`station.fleet.publisher`, which sends and prunes them).
 
     Auditors open the log with :meth:`open_read_only` instead.
     """
@@ -437,13 +503,17 @@ class EventStore:
     read_only: bool = False
     #: Migrations a read-only store applied to its in-memory copy (the file predates them).
     upgraded_in_memory: tuple[str, ...] = ()
+    #: True when chained rows are also put in the fleet's outbox (never for a read-only store).
+    outbox: bool = False
 
     def __init__(
-        self, path: Path, *, snapshots_dir: Path | None = None, clock: Callable[[], datetime] = _now
+        self, path: Path, *, snapshots_dir: Path | None = None, clock: Callable[[], datetime] = _now,
+        outbox: bool = False,
     ) -> None:
         self.path = Path(path)
         self.snapshots_dir = None if snapshots_dir is None else Path(snapshots_dir)
         self._clock = clock
+        self.outbox = bool(outbox)
         self._db: Database | None = None
         self._create_file()
         try:
@@ -546,6 +616,9 @@ class EventStore:
         self._probe_writable()
         self._check_known_migrations()
         MIGRATIONS.apply(db)
+        if self.outbox:
+            with self._transaction() as tx:
+                _enqueue_missed(tx)
 
     def _probe_writable(self) -> None:
         """Fail at open, not at the first alarm, when the file cannot be written (read-only file or disk).
@@ -622,8 +695,8 @@ class EventStore:
             conn.execute("COMMIT")
 
     def _insert_chained(self, db: Database, table: str, row: dict[str, Any]) -> int:
-        """Insert a row after the table's last one, with its id and hashes; return the id."""
-        return _append_chained(db, table, row)[0]
+        """Insert a row after the table's last one, with its id and hashes (and in the outbox); return the id."""
+        return _append_chained(db, table, row, outbox=self.outbox)[0]
 
     # ------------------------------------------------------------------ writing
     def record_screening(
@@ -1293,7 +1366,8 @@ class EventStore:
             event = SystemEvent("retention_purge", float(t), _compact({**detail(dict(counts)),
                                                                        "retention_log": [log_id, log_hash]}))
             event_id, _ = _append_chained(db, "system_events", {
-                "kind": event.kind, "t": event.t, "wall_time": utc_iso(wall_time), "detail": event.detail})
+                "kind": event.kind, "t": event.t, "wall_time": utc_iso(wall_time), "detail": event.detail},
+                outbox=self.outbox)
         files = [] if self.snapshots_dir is None else [self.snapshots_dir / name for name in names]
         return RetentionWrite(files, counts, event, event_id, log_id)
 
@@ -1314,6 +1388,30 @@ class EventStore:
             records_cutoff=now - timedelta(days=MIN_RECORDS_DAYS), wall_time=now, t=0.0,
             detail=lambda counts: {"through": {table: int(through_id)}, **counts})
         return written.counts[table]
+
+    # ------------------------------------------------------------------ the fleet's outbox
+    def outbox_rows(self, table: str, above_id: int = 0, limit: int = 500) -> list[tuple[int, str]]:
+        """``(row_id, row_json)`` of ``table``'s outbox rows after ``above_id``, in id order, at most ``limit``.
+
+        A row queued twice (never, but harmless) comes once.
+        """
+        _check_table(table, OUTBOX_TABLES, "outbox_rows")
+        with self._faults("reading the outbox"):
+            return [(int(r[0]), str(r[1])) for r in self.db.execute(
+                "SELECT row_id, MIN(row_json) FROM outbox WHERE table_name = ? AND row_id > ? GROUP BY row_id "
+                "ORDER BY row_id LIMIT ?", [table, int(above_id), int(limit)])]
+
+    def outbox_count(self) -> int:
+        """Rows waiting in the outbox for the fleet to confirm them."""
+        with self._faults("reading the outbox"):
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def prune_outbox(self, table: str, through_id: int) -> int:
+        """Delete ``table``'s outbox rows up to ``through_id`` (the fleet holds them); how many went."""
+        _check_table(table, OUTBOX_TABLES, "prune_outbox")
+        with self._faults("pruning the outbox"), self._transaction() as db:
+            return int(db.execute("DELETE FROM outbox WHERE table_name = ? AND row_id <= ?",
+                                  [table, int(through_id)]).rowcount)
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
