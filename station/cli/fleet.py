@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from station.cli.audit import EXIT_LOG_ALTERED, MAX_PERIOD, _parse_day_or_time
+from station.cli.fleet_desk import desk
 from station.cli.group import CONTEXT, StationGroup
 from station.errors import StationError
 from station.types import LEVELS
@@ -189,3 +190,6 @@ def fleet_export(dsn: str, start: str, end: str, fmt: str, out: Path, levels: tu
     result = export_fleet(dsn, filt, fmt, out, operator=operator.strip())
     click.echo(f"exported {result.rows} screenings of {result.stations} stations (de-identified) to {out}; "
                f"sha256 {result.sha256}; recorded as fleet export {result.export_id}")
+
+
+fleet.add_command(desk)  # station fleet desk: the security desk's window (station/cli/fleet_desk.py)
