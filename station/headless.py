@@ -202,9 +202,17 @@ def _say_desk_ack(ack: DeskAck, row_id: int) -> None:
 
 def start_publisher(station: Station, db: Path, fleet: FleetSettings,
                     on_desk_ack: Callable[[DeskAck, int], None] = _say_desk_ack) -> Publisher:
-    """The publisher for a running station on ``db`` (its own connection to the file), started."""
+    """The publisher for a running station on ``db`` (its own connection to the file), started. An
+    acknowledgement made at the desk is said (``on_desk_ack``) and passed to the station's
+    ``remote_ack_listeners`` (the window releases the alarm and says who acknowledged it)."""
+
+    def desk_ack(ack: DeskAck, row_id: int) -> None:
+        on_desk_ack(ack, row_id)
+        for listener in list(station.remote_ack_listeners):
+            listener(ack.screening_id, f"the desk by {ack.operator}", ack.action)
+
     return Publisher(db, broker=fleet.broker, site=fleet.site, station_id=fleet.station_id, password=fleet.password,
-                     ca_file=fleet.ca_file, heartbeat=station_heartbeat(station), on_desk_ack=on_desk_ack).start()
+                     ca_file=fleet.ca_file, heartbeat=station_heartbeat(station), on_desk_ack=desk_ack).start()
 
 
 def log_outcome(log: GuardedLog | None, db: Path | None) -> tuple[str, int]:

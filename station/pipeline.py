@@ -12,7 +12,7 @@ readings with quality flags -> tracks -> decisions (alarm policy) -> event store
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -135,6 +135,9 @@ class Station:
         # Each logged decision's row in the event store, by track id: what a window needs to acknowledge
         # an alarm through the store (read it on the thread that runs the station, right after the decision).
         self.screening_ids: dict[int, int] = {}
+        # Who hears of acknowledgements made elsewhere for this station's alarms (the fleet's security desk):
+        # each is called with (screening_id, operator, action) after the acknowledgement is logged.
+        self.remote_ack_listeners: list[Callable[[int, str, str], None]] = []
         self.idle_detect_every = idle_detect_every
         self.thermal_face_settings = ThermalFaceSettings()
         # The calibration is judged at the time of each frame (a replay's: when it was recorded), so a

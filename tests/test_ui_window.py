@@ -397,3 +397,51 @@ def test_temperatures_show_their_interval_and_an_uncertain_alarm_asks_to_re_meas
     assert alarm.headline() == "ELEVATED 37.7 ± 0.7 °C — re-measure this person"
     assert PendingAlarm(2, 5, "fever", 38.9, 37.6, 11.0, u95_c=0.6).headline() == \
         "FEVER 38.9 ± 0.6 °C — check this person"
+
+
+def test_an_alarm_acknowledged_at_the_desk_is_released_in_the_station_window(qtbot, tmp_path, face_model,
+                                                                              fleet_broker):
+    """The real path: the station's publisher receives the desk's acknowledgement over the real broker, logs
+    it as the station's own row, and the window releases the alarm and says who acknowledged it."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from station.fleet.protocol import BrokerUrl, DeskAck, station_topic
+    from station.headless import FleetSettings
+
+    db = tmp_path / "station.db"
+    fleet = FleetSettings(BrokerUrl.parse(fleet_broker.url), "north", "st-a", fleet_broker.passwords["st-a"])
+
+    @contextmanager
+    def factory():
+        with open_intake(None, None, DEMO_RECORDING, None, fast=True, status=None) as intake:
+            with open_station(intake, db=db, fleet=fleet) as station:
+                yield station
+
+    win = MainWindow(factory, db_path=db)
+    qtbot.addWidget(win)
+    win.show()
+    desk = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="desk-test", protocol=mqtt.MQTTv5)
+    desk.username_pw_set("desk", fleet_broker.passwords["desk"])
+    url = BrokerUrl.parse(fleet_broker.url)
+    desk.connect(url.host, url.port)
+    desk.loop_start()
+    try:
+        qtbot.waitUntil(lambda: any(a.level == "fever" for a in win.banner.pending()), timeout=60000)
+        alarm = next(a for a in win.banner.pending() if a.level == "fever")
+        info = desk.publish(station_topic("north", "st-a", "desk", "ack"),
+                            DeskAck(alarm.screening_id, "referred", "desk-1", "nurse on the way").encode(), qos=1)
+        info.wait_for_publish(10)
+        qtbot.waitUntil(lambda: alarm not in win.banner.pending(), timeout=15000)
+        assert f"alarm {alarm.screening_id} acknowledged at the desk by desk-1" in win.status_message.text()
+        qtbot.waitUntil(lambda: win.ended, timeout=60000)
+    finally:
+        desk.loop_stop()
+        desk.disconnect()
+        win.shutdown()
+    store = EventStore(db)
+    try:
+        rows = store.acknowledgements(alarm.screening_id)
+        assert [(r["operator"], r["action"]) for r in rows] == [("desk:desk-1", "referred")]
+    finally:
+        store.close()

@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
         self.worker.decision.connect(self.on_decision, Qt.ConnectionType.QueuedConnection)
         self.worker.system_event.connect(self.on_system_event, Qt.ConnectionType.QueuedConnection)
         self.worker.started_station.connect(self.on_station, Qt.ConnectionType.QueuedConnection)
+        self.worker.remote_ack.connect(self.on_remote_ack, Qt.ConnectionType.QueuedConnection)
         self.worker.failed.connect(self.on_failed, Qt.ConnectionType.QueuedConnection)
         self.worker.finished.connect(self.on_finished, Qt.ConnectionType.QueuedConnection)
         self.thread = start_worker(self.worker)
@@ -428,6 +429,20 @@ class MainWindow(QMainWindow):
         self.banner.resolve(alarm)
         if not self.banner.pending():
             self.sound.stop()
+
+    def on_remote_ack(self, ack: tuple[int, str, str]) -> None:
+        """An alarm acknowledged elsewhere (at the fleet's desk), already logged by the station: release it
+        here too and say who did it, so the guard does not acknowledge it twice."""
+        screening_id, who, action = ack
+        for alarm in self.banner.pending():
+            if alarm.screening_id == screening_id:
+                if action == "re_measure":
+                    self.worker.request_remeasure(alarm.level)
+                self.banner.resolve(alarm)
+                if not self.banner.pending():
+                    self.sound.stop()
+                self.status_message.setText(f"alarm {screening_id} acknowledged at {who} ({action.replace('_', ' ')})")
+                return
 
     def _store(self) -> EventStore | None:
         """This (GUI) thread's own connection to the log (SQLite connections stay on their thread), or

@@ -60,6 +60,7 @@ class StationWorker(QObject):
     failed = pyqtSignal(str)  # one line: the engine stopped on a fault
     finished = pyqtSignal()  # the input ended (or the worker was stopped)
     started_station = pyqtSignal(object)  # the Station, once built (read-only use: profile, detector)
+    remote_ack = pyqtSignal(object)  # (screening_id, who, action): an alarm acknowledged elsewhere (the desk)
 
     def __init__(self, factory: StationFactory) -> None:
         super().__init__()
@@ -95,6 +96,7 @@ class StationWorker(QObject):
         try:
             with self._factory() as station:
                 self._station = station
+                station.remote_ack_listeners.append(lambda *ack: self.remote_ack.emit(ack))  # any thread: queued
                 self.started_station.emit(station)
                 self._loop(station)
         except StationError as exc:
