@@ -364,3 +364,18 @@ def test_fleet_export_has_a_station_column_is_deidentified_and_recorded(fleet_db
                                 ).fetchall()
     assert recorded == [("audit-1", "json", "st-a,st-b", 2, hashlib.sha256(out.read_bytes()).hexdigest(), "auditor")]
     assert verify(fleet_db["auditor"]).exit_code == 0
+    # the auditors' own command reaches the fleet log the same way, one station chosen, recorded too
+    csv_out = tmp_path / "fleet.csv"
+    result = CliRunner().invoke(main, ["export", "--postgres", fleet_db["auditor"], "--from", "2030-01-01", "--to",
+                                       "2030-01-31", "--format", "csv", "--out", str(csv_out), "--station", "st-b",
+                                       "--operator", "audit-2"])
+    assert result.exit_code == 0, result.output
+    lines = csv_out.read_text().splitlines()
+    assert len(lines) == 3 and all(",st-b," in f",{line}," for line in lines[1:])
+    with psycopg.connect(fleet_db["owner"]) as conn:
+        assert conn.execute("SELECT operator, stations, row_count FROM fleet_exports WHERE operator = 'audit-2'"
+                            ).fetchall() == [("audit-2", "st-b", 2)]
+    refused = CliRunner().invoke(main, ["export", "--postgres", fleet_db["auditor"], "--from", "2030-01-01", "--to",
+                                        "2030-01-31", "--format", "csv", "--out", str(tmp_path / "x.csv"),
+                                        "--include-images", "--operator", "audit-2"])
+    assert refused.exit_code == 1 and "images stay at each station" in refused.output

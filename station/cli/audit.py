@@ -83,16 +83,38 @@ def _open_store(db: Path | None, *, snapshots: bool = False, read_only: bool = F
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Event store (default: the station's).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
-def export_command(start: str, end: str, fmt: str, out: Path, levels: tuple[str, ...], acknowledged: str | None,
-                   operator: str, include_images: bool, pin: str | None, db: Path | None, overwrite: bool) -> None:
+@click.option("--postgres", "dsn", metavar="DSN",
+              help="Export from the fleet log instead (every station, a station column; recorded centrally).")
+@click.option("--station", "stations", multiple=True, metavar="ID", help="With --postgres: only these stations.")
+@click.pass_context
+def export_command(ctx: click.Context, start: str, end: str, fmt: str, out: Path, levels: tuple[str, ...],
+                   acknowledged: str | None, operator: str, include_images: bool, pin: str | None, db: Path | None,
+                   overwrite: bool, dsn: str | None, stations: tuple[str, ...]) -> None:
     """Export the screenings of a period, de-identified, and record the export in the log.
+
+    With ``--postgres DSN`` the period is exported from the fleet log across stations (``station fleet
+    export``): de-identified the same way and recorded in the fleet log; images never leave the stations.
 
     \b
     Examples:
       station export --from 2026-11-01 --to 2026-11-30 --format html --out nov.html --operator "audit-1"
       station export --from 2026-11-30 --to 2026-11-30 --format csv --out alarms.csv --level fever \\
           --acknowledged no --operator "audit-1"
+      station export --postgres "host=db dbname=fleet user=audit" --from 2026-11-01 --to 2026-11-30 \\
+          --format csv --out fleet-nov.csv --operator "audit-1"
     """
+    if dsn is not None:
+        from station.cli.fleet import fleet_export  # the fleet group imports this module: import it late
+
+        for given, what in ((include_images, "--include-images (images stay at each station)"),
+                            (db is not None, "--db (the fleet log is --postgres)"), (fmt == "html", "--format html")):
+            if given:
+                raise StationError(f"export --postgres: {what} is not available for the fleet log")
+        ctx.invoke(fleet_export, dsn=dsn, start=start, end=end, fmt=fmt, out=out, levels=levels,
+                   acknowledged=acknowledged, stations=stations, operator=operator, overwrite=overwrite)
+        return
+    if stations:
+        raise StationError("export: --station chooses among the fleet's stations: give --postgres DSN too")
     from station.log.export import ExportFilter, SnapshotsAltered, check_out_path, count_screenings, export
 
     period = ExportFilter(_parse_day_or_time(start, end=False, option="--from"),
