@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from station.cli.audit import EXIT_LOG_ALTERED, MAX_PERIOD, _parse_day_or_time
+from station.cli.fleet_demo import demo
 from station.cli.fleet_desk import desk
 from station.cli.group import CONTEXT, StationGroup
 from station.errors import StationError
@@ -193,3 +194,4 @@ def fleet_export(dsn: str, start: str, end: str, fmt: str, out: Path, levels: tu
 
 
 fleet.add_command(desk)  # station fleet desk: the security desk's window (station/cli/fleet_desk.py)
+fleet.add_command(demo)  # station fleet demo: local servers, three stations and the desk (station/cli/fleet_demo.py)
