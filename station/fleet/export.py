@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,18 @@ from station.atomic import atomic_writer
 from station.digest import sha256_file
 from station.errors import StationError
 from station.fleet.central import connect
-from station.log.export import deidentify, write_csv
+from station.log.export import ExportFilter, deidentify, write_csv
 from station.log.store import utc_iso
 
 
 @dataclass(frozen=True)
-class FleetFilter:
-    start: datetime
-    end: datetime
-    levels: tuple[str, ...] = ()
-    acknowledged: bool | None = None
+class FleetFilter(ExportFilter):
+    """A station's export filter (period, levels, acknowledged) and which stations (none: all)."""
+
     stations: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, str]:
-        out = {"from": utc_iso(self.start), "to": utc_iso(self.end)}
-        if self.levels:
-            out["level"] = ",".join(self.levels)
-        if self.acknowledged is not None:
-            out["acknowledged"] = "yes" if self.acknowledged else "no"
+        out = super().describe()
         if self.stations:
             out["station"] = ",".join(self.stations)
         return out
