@@ -67,10 +67,6 @@ class FleetConfig:
             raise StationError(f"{where}: [fleet] {exc}") from None
         if not self.credentials:
             raise StationError(f"{where}: [fleet] credentials: expected the path of a credentials file")
-        if self.share_alarm_images:
-            # Said, not ignored: a site that asked for images at the desk must not believe it has them.
-            raise StationError(f"{where}: [fleet] share_alarm_images = true: not supported yet; alarm images stay "
-                               "at the station (auditors export them there with --include-images)")
 
     @property
     def broker_url(self) -> BrokerUrl:

@@ -212,7 +212,8 @@ def start_publisher(station: Station, db: Path, fleet: FleetSettings,
             listener(ack.screening_id, f"the desk by {ack.operator}", ack.action)
 
     return Publisher(db, broker=fleet.broker, site=fleet.site, station_id=fleet.station_id, password=fleet.password,
-                     ca_file=fleet.ca_file, heartbeat=station_heartbeat(station), on_desk_ack=desk_ack).start()
+                     ca_file=fleet.ca_file, heartbeat=station_heartbeat(station), on_desk_ack=desk_ack,
+                     share_images=fleet.share_alarm_images, snapshots_dir=snapshots_dir_for(db)).start()
 
 
 def log_outcome(log: GuardedLog | None, db: Path | None) -> tuple[str, int]:

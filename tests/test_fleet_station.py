@@ -370,9 +370,7 @@ def test_the_fleet_section_of_the_settings_file(tmp_path):
                        ('[fleet]\nbroker = "mqtt://x"\nsite = "n"\nstation_id = "a"\n', "credentials"),
                        ('[fleet]\nbroker = "mqtt://x"\nsite = "n"\nstation_id = "a"\ncredentials = "c"\nx = 1\n',
                         "unknown key"),
-                       ('fleet = 3\n', "fleet"),
-                       ('[fleet]\nbroker = "mqtt://x"\nsite = "n"\nstation_id = "a"\ncredentials = "c"\n'
-                        'share_alarm_images = true\n', "images stay at the station")):
+                       ('fleet = 3\n', "fleet")):
         path.write_text(text)
         with pytest.raises(StationError, match=word) as caught:
             load_config(path)

@@ -14,14 +14,15 @@ only checks that the schema is current (:func:`ensure_schema`).
 Roles (group roles, ``NOLOGIN``: give a login role membership, ``CREATE ROLE ingester LOGIN PASSWORD ...
 IN ROLE fleet_ingester``):
 
-* ``fleet_ingester``: INSERT on ``fleet_rows``, SELECT of the key and hash columns only (``ON CONFLICT`` and
-  the high-water mark need them); it cannot read the payloads.
+* ``fleet_ingester``: INSERT on ``fleet_rows`` and ``fleet_snapshots``, SELECT of their key and hash columns
+  only (``ON CONFLICT`` and the high-water mark need them); it cannot read the payloads or the images.
 * ``fleet_auditor``: SELECT on everything; INSERT only on ``fleet_exports`` (every export is recorded).
 * ``fleet_desk``: SELECT on everything; INSERT only on ``fleet_desk_acks``.
 
 Nobody may UPDATE or DELETE: no role is granted it, PUBLIC holds nothing, and a trigger refuses UPDATE,
-DELETE and TRUNCATE on the three tables even for their owner. A superuser can still disable the trigger
-(``ALTER TABLE ... DISABLE TRIGGER``) and edit a row; that is what ``station fleet verify`` catches.
+DELETE and TRUNCATE on the three tables and on ``fleet_snapshots`` (the alarm images of the stations that
+share them) even for their owner. A superuser can still disable the trigger (``ALTER TABLE ... DISABLE
+TRIGGER``) and edit a row; that is what ``station fleet verify`` catches.
 """
 
 from __future__ import annotations
@@ -148,10 +149,32 @@ def _m002_roles(cur: Any) -> None:
         cur.execute(f"GRANT USAGE ON SEQUENCE {own}_id_seq TO {role}")
 
 
+def _m003_snapshots(cur: Any) -> None:
+    """Alarm images of the stations that share them, append-only like the rows (the same trigger)."""
+    cur.execute("""
+        CREATE TABLE fleet_snapshots (
+            station_id   text   NOT NULL,
+            screening_id bigint NOT NULL,
+            kind         text   NOT NULL,
+            sha256       text   NOT NULL,
+            image        bytea  NOT NULL,
+            received_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (station_id, screening_id, kind)
+        )""")
+    cur.execute("CREATE TRIGGER fleet_snapshots_append_only BEFORE UPDATE OR DELETE ON fleet_snapshots "
+                "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
+    cur.execute("CREATE TRIGGER fleet_snapshots_no_truncate BEFORE TRUNCATE ON fleet_snapshots "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+    cur.execute(f"REVOKE ALL ON fleet_snapshots FROM PUBLIC, {', '.join(ROLES)}")
+    cur.execute("GRANT INSERT, SELECT (station_id, screening_id, kind, sha256) ON fleet_snapshots TO fleet_ingester")
+    cur.execute("GRANT SELECT ON fleet_snapshots TO fleet_auditor, fleet_desk")
+
+
 #: ``(version, name, apply)`` in order; a migration, once released, is never edited: add the next one.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Any], None]], ...] = (
     (1, "fleet_log", _m001_fleet_log),
     (2, "roles", _m002_roles),
+    (3, "snapshots", _m003_snapshots),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -9,6 +9,12 @@ high-water mark ``fleet/<site>/<station>/hwm/<table>`` published for every stati
 touched: the highest ``row_id`` with every row below it held, computed from PostgreSQL (so it survives an
 ingester restart, and a gap holds it back). See :mod:`station.fleet.protocol` for why.
 
+Alarm images (``fleet/+/+/snapshot/#``, from stations that share them) wait in memory until their
+screening's row arrives: a snapshot is stored in ``fleet_snapshots`` only when its bytes' sha256 is the one
+the row records, in the row's transaction, and a row whose message lists images is stored only once each
+of them is (otherwise it is dropped in one line, its mark stays below it, and the station sends images and
+row again). An image held in memory is lost with the ingester: harmless, as its row is then not held either.
+
 A malformed message (bad JSON, a table the topic does not name, a topic that is not a fleet row topic) is
 logged in one line and dropped (acknowledged, or the broker would hand it over for ever). Both servers are
 reconnected with back-off; SIGTERM finishes the batch, commits it, publishes its marks and disconnects.
@@ -16,10 +22,12 @@ reconnected with back-off; SIGTERM finishes the batch, commits it, publishes its
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +35,16 @@ from typing import Any
 
 from station.errors import StationError
 from station.fleet.central import connect, ensure_schema, high_water_mark, payload_text
-from station.fleet.protocol import ROOT, BrokerUrl, Hwm, RowMessage, hwm_topic, parse_topic
-from station.log.chain import GENESIS
+from station.fleet.protocol import ROOT, BrokerUrl, Hwm, RowMessage, check_id, hwm_topic, parse_topic
+from station.log.chain import GENESIS, recorded_snapshots
 
 log = logging.getLogger("station.fleet.ingester")
 
 SUBSCRIPTION = f"{ROOT}/+/+/row/#"
+SNAPSHOT_SUBSCRIPTION = f"{ROOT}/+/+/snapshot/#"
+#: Alarm images received and waiting for their screening's row, at most (the oldest go first: the station
+#: sends them again with the row's next send).
+MAX_PENDING_IMAGES = 1000
 CLIENT_ID = "fleet-ingester"
 #: How long the broker keeps the ingester's session (and the rows queued for it) while it is away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -60,6 +72,8 @@ class Stats:
     duplicates: int = 0
     rejected: int = 0
     batches: int = 0
+    snapshots: int = 0  # alarm images stored
+    held_back: int = 0  # rows dropped because an image they list is not stored (the station re-sends them)
     marks: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
@@ -103,6 +117,8 @@ class Ingester:
         self._client: Any = None
         # marks known held (the log never loses a row): each recomputation reads only the rows above
         self._marks: dict[tuple[str, str], tuple[int, str]] = {}
+        # alarm images waiting for their screening's row: (station, screening_id, kind) -> PNG bytes
+        self._pending: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -158,14 +174,16 @@ class Ingester:
             return
         with self._generation_lock:
             self._generation += 1
-        client.subscribe(SUBSCRIPTION, qos=1)
+        client.subscribe([(SUBSCRIPTION, 1), (SNAPSHOT_SUBSCRIPTION, 1)])
         self._connected.set()
         log.info("connected to broker %s:%s as %s", self.broker.host, self.broker.port, self.username)
 
     def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("the broker refused the subscription %s: %s", SUBSCRIPTION, ", ".join(map(str, reasons)))
-            self._fatal = f"broker {self.broker.host}:{self.broker.port}: subscription {SUBSCRIPTION} refused"
+            log.error("the broker refused the subscriptions %s, %s: %s", SUBSCRIPTION, SNAPSHOT_SUBSCRIPTION,
+                      ", ".join(map(str, reasons)))
+            self._fatal = (f"broker {self.broker.host}:{self.broker.port}: subscription {SUBSCRIPTION} or "
+                           f"{SNAPSHOT_SUBSCRIPTION} refused")
             self._stop.set()
             return
         log.info("subscribed %s: the broker keeps this session's rows while the ingester is away", SUBSCRIPTION)
@@ -244,18 +262,33 @@ class Ingester:
                 raise psycopg.OperationalError("not connected")
         rows: list[tuple[Any, ...]] = []
         touched: set[tuple[str, str, str]] = set()
+        messages: list[tuple[str, str, RowMessage]] = []
+        images = dict(self._pending)
         for item in batch:
-            parsed = self._parse(item)
-            if parsed is None:
+            where = parse_topic(item.topic)
+            if where is not None and where[2] and where[2][0] == "snapshot":
+                snapshot = self._parse_snapshot(item, where)
+                if snapshot is not None:
+                    images[snapshot[0]] = snapshot[1]
                 continue
-            site, station, message = parsed
-            row = message.row
-            rows.append((station, site, message.table, int(row["id"]), row["prev_hash"], row["row_hash"],
-                         row["wall_time"], payload_text(row)))
-            touched.add((site, station, message.table))
-        self.stats.received += len(rows)
-        inserted = 0
+            parsed = self._parse(item)
+            if parsed is not None:
+                messages.append(parsed)
+        self.stats.received += len(messages)
+        inserted = stored_images = held_back = 0
+        used: set[tuple[str, int, str]] = set()
         with self._conn.transaction(), self._conn.cursor() as cur:
+            for site, station, message in messages:
+                row = message.row
+                touched.add((site, station, message.table))
+                if message.images is not None and message.table == "screenings":
+                    held, new = self._store_images(cur, station, message, images, used)
+                    stored_images += new
+                    if not held:
+                        held_back += 1
+                        continue
+                rows.append((station, site, message.table, int(row["id"]), row["prev_hash"], row["row_hash"],
+                             row["wall_time"], payload_text(row)))
             if rows:
                 cur.executemany(
                     "INSERT INTO fleet_rows (station_id, site, table_name, row_id, prev_hash, row_hash, wall_time, "
@@ -263,6 +296,12 @@ class Ingester:
                     "ON CONFLICT (station_id, table_name, row_id) DO NOTHING", rows)
                 inserted = max(cur.rowcount, 0)
                 self._report_conflicts(cur, rows)
+        # committed: images used (stored, or refused) leave memory; the rest wait for their rows
+        self._pending = OrderedDict((k, v) for k, v in images.items() if k not in used)
+        while len(self._pending) > MAX_PENDING_IMAGES:
+            self._pending.popitem(last=False)
+        self.stats.snapshots += stored_images
+        self.stats.held_back += held_back
         self.stats.inserted += inserted
         self.stats.duplicates += len(rows) - inserted
         self.stats.batches += 1
@@ -282,6 +321,62 @@ class Ingester:
             if held.get((station, table, row_id), digest) != digest:
                 log.warning("station %s %s row %d arrived again with a different hash: kept the first",
                             station, table, row_id)
+
+    def _parse_snapshot(self, item: _Incoming, where: tuple[str, str, tuple[str, ...]]
+                        ) -> tuple[tuple[str, int, str], bytes] | None:
+        """``((station, screening_id, kind), PNG bytes)`` of an alarm image message; None (said in one line)
+        for a malformed one."""
+        _site, station, rest = where
+        try:
+            if len(rest) != 3 or not rest[1].isdigit() or not item.payload:
+                raise StationError("expected snapshot/<screening id>/<kind> and the image's bytes")
+            check_id(rest[2], "snapshot kind")
+        except StationError as exc:
+            self._reject(item, str(exc))
+            return None
+        return (station, int(rest[1]), rest[2]), bytes(item.payload)
+
+    def _store_images(self, cur: Any, station: str, message: RowMessage,
+                      images: dict[tuple[str, int, str], bytes], used: set[tuple[str, int, str]]) -> tuple[bool, int]:
+        """Store the images a sharing station's screening row lists, each only if its sha256 is the one the
+        row records; ``(every listed image is stored, images newly stored)``."""
+        sid = int(message.row["id"])
+        recorded = recorded_snapshots(message.row) or {}
+        listed = set(message.images or ())
+        lost = sorted(set(recorded) - listed)
+        if lost:
+            log.warning("station %s screening %d: its %s snapshot was lost at the station; held without it",
+                        station, sid, ", ".join(lost))
+        cur.execute("SELECT kind, sha256 FROM fleet_snapshots WHERE station_id = %s AND screening_id = %s",
+                    (station, sid))
+        held = {str(k): str(d) for k, d in cur.fetchall()}
+        complete, new = True, 0
+        for kind in sorted(listed):
+            expected = recorded.get(kind)
+            if expected is None:
+                log.warning("station %s screening %d: lists a %s snapshot its row does not record; ignored",
+                            station, sid, kind)
+                continue
+            if held.get(kind) == expected:
+                continue
+            key = (station, sid, kind)
+            png = images.get(key)
+            if png is None:
+                log.warning("station %s screening %d: its %s snapshot has not arrived; row not held yet",
+                            station, sid, kind)
+                complete = False
+                continue
+            used.add(key)
+            digest = hashlib.sha256(png).hexdigest()
+            if digest != expected:
+                log.warning("station %s screening %d: %s snapshot sha256 %s is not the recorded %s; not stored, "
+                            "row not held yet", station, sid, kind, digest[:12], expected[:12])
+                complete = False
+                continue
+            cur.execute("INSERT INTO fleet_snapshots (station_id, screening_id, kind, sha256, image) "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", (station, sid, kind, digest, png))
+            new += max(cur.rowcount, 0)
+        return complete, new
 
     def _parse(self, item: _Incoming) -> tuple[str, str, RowMessage] | None:
         where = parse_topic(item.topic)

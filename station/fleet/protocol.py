@@ -5,6 +5,8 @@ reason code instead of a silent drop). Topics are per station, so the broker's A
 write only its own (``pattern`` lines with ``%u``: a station's MQTT user name is its station id)::
 
     fleet/<site>/<station>/row/<table>    station -> ingester   QoS 1   one chained log row (RowMessage)
+    fleet/<site>/<station>/snapshot/<screening_id>/<kind>
+                                          station -> ingester   QoS 1   an alarm image: the PNG bytes as stored
     fleet/<site>/<station>/heartbeat      station -> desk       QoS 0   every HEARTBEAT_S (Heartbeat)
     fleet/<site>/<station>/status         station -> desk       QoS 1   retained; the last will says offline
     fleet/<site>/<station>/hwm/<table>    ingester -> station   QoS 1   retained high-water mark (Hwm)
@@ -18,6 +20,18 @@ row (contiguous, so a gap holds the mark back). A station keeps each row in its 
 same SQLite transaction as the row) until a mark covers it, and after every (re)connect re-sends
 everything above the mark it reads back. The ingester inserts with ``ON CONFLICT DO NOTHING``, so a row
 sent twice is stored once.
+
+Alarm images. They stay at the station unless it shares them (``[fleet] share_alarm_images = true``).
+A station that shares publishes a screening's snapshots (the PNG files its ``snapshots`` table names)
+before every (re)send of that screening's row, and says so in the row message: ``images`` lists the kinds
+it published (a kind the row's ``snapshot_sha256`` records but ``images`` omits is one the station lost:
+its file is gone or altered, and it said so). The ingester stores a snapshot only when its bytes' sha256
+is the one the row records, and counts the row as held (stores it, so the mark may cover it) only once
+every listed kind is stored with that sha256; otherwise it drops the row, the mark stays below it, and the
+station sends snapshots and row again: the one delivery rule covers the images too. A station that does
+not share publishes no image and sends no ``images`` key, and the ingester holds its rows without images.
+(A flag in the row rather than "require images once a station has sent one": the ingester can then never
+wait for an image that will not come, nor hold a row whose image was lost on the way.)
 
 Rows travel with their ``prev_hash`` and ``row_hash``: the fleet log verifies every station's chains
 with the very function the station's own audit uses (:func:`station.log.chain.verify_chain`).
@@ -65,6 +79,10 @@ def hwm_topic(site: str, station: str, table: str) -> str:
     return station_topic(site, station, "hwm", table)
 
 
+def snapshot_topic(site: str, station: str, screening_id: int, kind: str) -> str:
+    return station_topic(site, station, "snapshot", str(int(screening_id)), check_id(kind, "snapshot kind"))
+
+
 def parse_topic(topic: str) -> tuple[str, str, tuple[str, ...]] | None:
     """``(site, station, rest)`` of a fleet topic, or None for anything else."""
     parts = topic.split("/")
@@ -89,13 +107,21 @@ def _loads(payload: bytes, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RowMessage:
-    """One chained row of a station's log, every column as the station stored it (ids and hashes too)."""
+    """One chained row of a station's log, every column as the station stored it (ids and hashes too).
+
+    ``images``: None from a station that does not share alarm images; otherwise the snapshot kinds it
+    published before this row (the ingester holds the row only once each is stored, see above).
+    """
 
     table: str
     row: dict[str, Any]
+    images: tuple[str, ...] | None = None
 
     def encode(self) -> bytes:
-        return _dumps({"v": PROTOCOL_VERSION, "table": self.table, "row": self.row})
+        value: dict[str, Any] = {"v": PROTOCOL_VERSION, "table": self.table, "row": self.row}
+        if self.images is not None:
+            value["images"] = sorted(self.images)
+        return _dumps(value)
 
     @classmethod
     def decode(cls, payload: bytes) -> RowMessage:
@@ -106,7 +132,10 @@ class RowMessage:
         for key, kind in (("id", int), ("prev_hash", str), ("row_hash", str), ("wall_time", str)):
             if not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
                 raise StationError(f"row message: {table} row without a valid {key!r}")
-        return cls(table, row)
+        images = value.get("images")
+        if images is not None and (not isinstance(images, list) or not all(isinstance(k, str) for k in images)):
+            raise StationError("row message: images: expected a list of snapshot kinds")
+        return cls(table, row, None if images is None else tuple(images))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ PUBACK alone proves nothing. After every (re)connect, and whenever a mark stops 
 it were sent (a message the broker or the ingester lost), everything above the mark is sent again:
 the ingester stores a row once however often it comes.
 
+Alarm images (``share_images``, the settings' ``share_alarm_images``): before every (re)send of a screening
+row that recorded snapshots, their PNG files are published to ``.../snapshot/<screening id>/<kind>`` and the
+row message lists the kinds sent, so the ingester holds the row only once it holds them. A file that is gone
+or no longer matches the sha256 its row records is published as nothing and said once, in one line; the row
+goes without it (its message says so), or delivery would stall for ever. Without ``share_images`` no image
+leaves the station.
+
 Threads: paho's network loop (``loop_start``) runs the MQTT callbacks, which only record what arrived
 (marks, connection state, desk acknowledgements) under a lock. The publisher's own worker thread owns the
 SQLite connection and does everything else: sending, pruning, heartbeats, logging desk acknowledgements.
@@ -21,6 +28,7 @@ the command line, where ``ps`` would show it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import threading
@@ -39,6 +47,7 @@ from station.errors import StationError
 from station.fleet import protocol
 from station.fleet.credentials import read_credentials, write_credentials  # noqa: F401
 from station.fleet.protocol import BrokerUrl, DeskAck, Heartbeat, Hwm
+from station.log.chain import recorded_snapshots
 from station.log.store import EventStore
 
 #: How long the broker keeps this station's session (its subscriptions, QoS 1 messages queued for it)
@@ -86,6 +95,9 @@ class Publisher:
         as this station's own acknowledgement row, and with the new row's id.
     warn
         Where to say what goes wrong (a refused connection, a row the store cannot log).
+    share_images, snapshots_dir
+        Publish alarm images before their screening rows, read from ``snapshots_dir`` (default: beside
+        the database file, ``<stem>-snapshots``, as the station keeps them). Off: no image leaves the station.
 
     :meth:`start` connects in the background (a broker that is down is retried with back-off, and rows
     wait in the outbox); :meth:`close` says ``offline`` and disconnects cleanly.
@@ -107,6 +119,8 @@ class Publisher:
         keepalive_s: int = protocol.KEEPALIVE_S,
         stall_s: float = STALL_S,
         version: str | None = None,
+        share_images: bool = False,
+        snapshots_dir: Path | None = None,
     ) -> None:
         self.site = protocol.check_id(site, "site")
         self.station_id = protocol.check_id(station_id, "station id")
@@ -120,6 +134,13 @@ class Publisher:
         self.stall_s = stall_s
         self.version = version or _version()
         self.tables = protocol.PUBLISHED_TABLES
+        self.share_images = share_images
+        if share_images and snapshots_dir is None:
+            if callable(store):
+                raise ValueError("share_images: give snapshots_dir with a store callable")
+            snapshots_dir = Path(store).with_name(f"{Path(store).stem}-snapshots")
+        self.snapshots_dir = None if snapshots_dir is None else Path(snapshots_dir)
+        self._images_said: set[tuple[int, str]] = set()  # (screening id, kind) lost images already said
         self.prefix = protocol.station_topic(self.site, self.station_id)
 
         # Shared between paho's thread and the worker, under _lock.
@@ -144,6 +165,7 @@ class Publisher:
         self._draining = False
         self._waiting: int | None = None  # outbox rows left, counted while draining
         self.sent_rows = 0  # rows published (a resent row counts again), for tests and the bench
+        self.sent_images = 0
         self.pruned_rows = 0
 
         self.client = mqtt.Client(
@@ -402,7 +424,14 @@ class Publisher:
             if rows and sent <= mark:
                 self._progress[table] = now  # rows outstanding from now on: the mark should follow
             for row_id, row_json in rows:
-                payload = protocol.RowMessage(table, json.loads(row_json)).encode()
+                row = json.loads(row_json)
+                images: tuple[str, ...] | None = None
+                if self.share_images and table == "screenings":
+                    sent_images = self._publish_images(row)
+                    if sent_images is False:
+                        return  # disconnected meanwhile: the next session sends them again
+                    images, room = sent_images, room - len(sent_images)
+                payload = protocol.RowMessage(table, row, images).encode()
                 info = self.client.publish(protocol.row_topic(self.site, self.station_id, table), payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return  # disconnected meanwhile: the next session sends it again
@@ -413,6 +442,38 @@ class Publisher:
                 room -= 1
             if len(rows) == 500:
                 self._wake.set()
+
+    def _publish_images(self, row: dict[str, Any]) -> tuple[str, ...] | bool:
+        """Publish the snapshots a screening row records; the kinds sent (``False``: disconnected)."""
+        recorded = recorded_snapshots(row)
+        if not recorded:
+            return ()
+        assert self._store is not None and self.snapshots_dir is not None
+        sid = int(row["id"])
+        files = {str(r["kind"]): str(r["path"]) for r in self._store.snapshots(sid)}
+        sent: list[str] = []
+        for kind, digest in sorted(recorded.items()):
+            data: bytes | None = None
+            why = "no snapshot row"
+            if kind in files:
+                try:
+                    data = (self.snapshots_dir / files[kind]).read_bytes()
+                    why = "its file does not match the recorded sha256"
+                except OSError as exc:
+                    why = f"cannot read {self.snapshots_dir / files[kind]} ({exc.strerror})"
+            if data is None or hashlib.sha256(data).hexdigest() != digest:
+                if (sid, kind) not in self._images_said:
+                    self._images_said.add((sid, kind))
+                    self._warn(f"fleet: screening {sid} {kind} snapshot not shared: {why}; its row goes without it")
+                continue
+            info = self.client.publish(protocol.snapshot_topic(self.site, self.station_id, sid, kind), data, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return False
+            with self._lock:
+                self._unacked.add(info.mid)
+            self.sent_images += 1
+            sent.append(kind)
+        return tuple(sent)
 
     def _beat(self) -> None:
         assert self._store is not None
