@@ -40,7 +40,7 @@ def fleet_db(fleet_postgres):
     """The fleet database migrated, with a login role in each group role: the DSN of each."""
     owner = fleet_postgres.dsn()
     with psycopg.connect(owner) as conn:
-        assert central.migrate(conn) == ["001_fleet_log", "002_roles", "003_snapshots"]
+        assert central.migrate(conn) == ["001_fleet_log", "002_roles", "003_snapshots", "004_anchors"]
         for login, group in (("ingester", "fleet_ingester"), ("auditor", "fleet_auditor"), ("desk", "fleet_desk")):
             conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {group}")
         conn.commit()
@@ -151,7 +151,7 @@ def test_migrations_are_idempotent_and_nobody_may_update_or_delete(fleet_db):
         assert central.migrate(conn) == []  # run at every start: nothing to do the second time
         central.ensure_schema(conn)
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
     row = chained_rows(1)[0]
     with psycopg.connect(fleet_db["ingester"]) as conn:
         central.ensure_schema(conn)  # current: the ingester, which may not migrate, only checks

@@ -14,15 +14,17 @@ only checks that the schema is current (:func:`ensure_schema`).
 Roles (group roles, ``NOLOGIN``: give a login role membership, ``CREATE ROLE ingester LOGIN PASSWORD ...
 IN ROLE fleet_ingester``):
 
-* ``fleet_ingester``: INSERT on ``fleet_rows`` and ``fleet_snapshots``, SELECT of their key and hash columns
-  only (``ON CONFLICT`` and the high-water mark need them); it cannot read the payloads or the images.
+* ``fleet_ingester``: INSERT on ``fleet_rows``, ``fleet_snapshots`` and ``fleet_anchors``, SELECT of their key
+  and hash columns only (``ON CONFLICT`` and the high-water mark need them); it cannot read the payloads or
+  the images.
 * ``fleet_auditor``: SELECT on everything; INSERT only on ``fleet_exports`` (every export is recorded).
 * ``fleet_desk``: SELECT on everything; INSERT only on ``fleet_desk_acks``.
 
 Nobody may UPDATE or DELETE: no role is granted it, PUBLIC holds nothing, and a trigger refuses UPDATE,
-DELETE and TRUNCATE on the three tables and on ``fleet_snapshots`` (the alarm images of the stations that
-share them) even for their owner. A superuser can still disable the trigger (``ALTER TABLE ... DISABLE
-TRIGGER``) and edit a row; that is what ``station fleet verify`` catches.
+DELETE and TRUNCATE on the three tables, on ``fleet_snapshots`` (the alarm images of the stations that
+share them) and on ``fleet_anchors`` (the chain anchors stations published, see
+:mod:`station.fleet.protocol`) even for their owner. A superuser can still disable the trigger
+(``ALTER TABLE ... DISABLE TRIGGER``) and edit a row; that is what ``station fleet verify`` catches.
 """
 
 from __future__ import annotations
@@ -170,11 +172,34 @@ def _m003_snapshots(cur: Any) -> None:
     cur.execute("GRANT SELECT ON fleet_snapshots TO fleet_auditor, fleet_desk")
 
 
+def _m004_anchors(cur: Any) -> None:
+    """Stations' chain anchors (what retention deleted before the fleet got it), append-only like the rows."""
+    cur.execute("""
+        CREATE TABLE fleet_anchors (
+            station_id  text   NOT NULL,
+            table_name  text   NOT NULL,
+            row_id      bigint NOT NULL,
+            row_hash    text   NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (station_id, table_name, row_id)
+        )""")
+    cur.execute("CREATE TRIGGER fleet_anchors_append_only BEFORE UPDATE OR DELETE ON fleet_anchors "
+                "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
+    cur.execute("CREATE TRIGGER fleet_anchors_no_truncate BEFORE TRUNCATE ON fleet_anchors "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+    cur.execute(f"REVOKE ALL ON fleet_anchors FROM PUBLIC, {', '.join(ROLES)}")
+    cur.execute("GRANT INSERT, SELECT ON fleet_anchors TO fleet_ingester")
+    cur.execute("GRANT SELECT ON fleet_anchors TO fleet_auditor, fleet_desk")
+    # the mark trusts an anchor only when the row after it follows it
+    cur.execute("GRANT SELECT (prev_hash) ON fleet_rows TO fleet_ingester")
+
+
 #: ``(version, name, apply)`` in order; a migration, once released, is never edited: add the next one.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Any], None]], ...] = (
     (1, "fleet_log", _m001_fleet_log),
     (2, "roles", _m002_roles),
     (3, "snapshots", _m003_snapshots),
+    (4, "anchors", _m004_anchors),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -290,6 +315,28 @@ def high_water_mark(cur: Any, station: str, table: str, base: tuple[int, str] = 
     return (int(found[0]), str(found[1])) if found else base
 
 
+def lowest_anchor(cur: Any, station: str, table: str) -> tuple[int, str] | None:
+    """``(row_id, row_hash)`` of the lowest anchor ``station`` published for ``table`` (the one it had when it
+    joined the fleet: the rows up to it were deleted before they could be sent), or None."""
+    cur.execute("SELECT row_id, row_hash FROM fleet_anchors WHERE station_id = %s AND table_name = %s "
+                "ORDER BY row_id LIMIT 1", (station, table))
+    found = cur.fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
+def anchored_base(cur: Any, station: str, table: str) -> tuple[int, str]:
+    """Where ``station``'s ``table`` mark counts from: its lowest anchor when the row after it is held and
+    follows it (its ``prev_hash`` is the anchor's hash); ``(0, GENESIS)`` otherwise (no anchor, or one not
+    trusted)."""
+    anchor = lowest_anchor(cur, station, table)
+    if anchor is None:
+        return 0, GENESIS
+    cur.execute("SELECT prev_hash FROM fleet_rows WHERE station_id = %s AND table_name = %s AND row_id = %s",
+                (station, table, anchor[0] + 1))
+    found = cur.fetchone()
+    return anchor if found is not None and str(found[0]) == anchor[1] else (0, GENESIS)
+
+
 def stations_tables(cur: Any) -> list[tuple[str, str, str]]:
     """``(site, station_id, table_name)`` of every station table the log holds rows of."""
     cur.execute("SELECT DISTINCT site, station_id, table_name FROM fleet_rows ORDER BY station_id, table_name")
@@ -331,15 +378,27 @@ def _rows(conn: Any, station: str, table: str) -> Iterator[dict[str, Any]]:
 
 
 def verify_station_table(conn: Any, site: str, station: str, table: str) -> tuple[int, FleetBreak | None]:
-    """``(rows read, first break or None)`` for one station's table: its chain, and any gap below its newest row."""
+    """``(rows read, first break or None)`` for one station's table: its chain, and any gap below its newest row.
+
+    Both count from the station's lowest anchor (:func:`lowest_anchor`) when the fleet holds no row at or
+    below it: the rows the station deleted before it joined; the first row must then follow the anchor.
+    """
     from station.log.chain import verify_chain
 
     count = 0
     gap: FleetBreak | None = None
+    with conn.cursor() as cur:
+        anchor = lowest_anchor(cur, station, table)
+        if anchor is not None:
+            cur.execute("SELECT MIN(row_id) FROM fleet_rows WHERE station_id = %s AND table_name = %s",
+                        (station, table))
+            first = cur.fetchone()[0]
+            if first is not None and int(first) <= anchor[0]:
+                anchor = None  # the fleet holds rows the anchor stands for: verify from the start
 
     def watched() -> Iterator[dict[str, Any]]:
         nonlocal count, gap
-        last = 0
+        last = 0 if anchor is None else anchor[0]
         for row in _rows(conn, station, table):
             count += 1
             row_id = int(row["id"])
@@ -350,7 +409,7 @@ def verify_station_table(conn: Any, site: str, station: str, table: str) -> tupl
             last = row_id
             yield row
 
-    found = verify_chain(table, watched())  # reads every row unless it breaks, and then stops there
+    found = verify_chain(table, watched(), anchor=anchor)  # reads every row unless it breaks, and then stops there
     if gap is not None and (found is None or found.row_id is None or gap.row_id <= found.row_id):
         return count, gap
     if found is not None:

@@ -15,6 +15,10 @@ the row records, in the row's transaction, and a row whose message lists images 
 of them is (otherwise it is dropped in one line, its mark stays below it, and the station sends images and
 row again). An image held in memory is lost with the ingester: harmless, as its row is then not held either.
 
+Chain anchors (``fleet/+/+/anchor/<table>``, retained, from stations whose retention deleted rows before
+they could be sent) are stored append-only in ``fleet_anchors``; a station table's mark counts from its
+lowest anchor when the row after it follows it (:func:`station.fleet.central.anchored_base`).
+
 A malformed message (bad JSON, a table the topic does not name, a topic that is not a fleet row topic) is
 logged in one line and dropped (acknowledged, or the broker would hand it over for ever). Both servers are
 reconnected with back-off; SIGTERM finishes the batch, commits it, publishes its marks and disconnects.
@@ -34,14 +38,26 @@ from pathlib import Path
 from typing import Any
 
 from station.errors import StationError
-from station.fleet.central import connect, ensure_schema, high_water_mark, payload_text
-from station.fleet.protocol import ROOT, BrokerUrl, Hwm, RowMessage, check_id, hwm_topic, parse_topic
+from station.fleet.central import anchored_base, connect, ensure_schema, high_water_mark, payload_text
+from station.fleet.protocol import (
+    PUBLISHED_TABLES,
+    ROOT,
+    Anchor,
+    BrokerUrl,
+    Hwm,
+    RowMessage,
+    check_id,
+    hwm_topic,
+    parse_topic,
+)
 from station.log.chain import GENESIS, recorded_snapshots
 
 log = logging.getLogger("station.fleet.ingester")
 
 SUBSCRIPTION = f"{ROOT}/+/+/row/#"
 SNAPSHOT_SUBSCRIPTION = f"{ROOT}/+/+/snapshot/#"
+#: Stations' retained chain anchors: the mark of a station that purged rows before it joined counts from there.
+ANCHOR_SUBSCRIPTION = f"{ROOT}/+/+/anchor/#"
 #: Alarm images received and waiting for their screening's row, at most (the oldest go first: the station
 #: sends them again with the row's next send).
 MAX_PENDING_IMAGES = 1000
@@ -174,7 +190,7 @@ class Ingester:
             return
         with self._generation_lock:
             self._generation += 1
-        client.subscribe([(SUBSCRIPTION, 1), (SNAPSHOT_SUBSCRIPTION, 1)])
+        client.subscribe([(SUBSCRIPTION, 1), (SNAPSHOT_SUBSCRIPTION, 1), (ANCHOR_SUBSCRIPTION, 1)])
         self._connected.set()
         log.info("connected to broker %s:%s as %s", self.broker.host, self.broker.port, self.username)
 
@@ -263,9 +279,15 @@ class Ingester:
         rows: list[tuple[Any, ...]] = []
         touched: set[tuple[str, str, str]] = set()
         messages: list[tuple[str, str, RowMessage]] = []
+        anchors: list[tuple[str, str, str, Anchor]] = []
         images = dict(self._pending)
         for item in batch:
             where = parse_topic(item.topic)
+            if where is not None and where[2] and where[2][0] == "anchor":
+                anchor = self._parse_anchor(item, where)
+                if anchor is not None:
+                    anchors.append(anchor)
+                continue
             if where is not None and where[2] and where[2][0] == "snapshot":
                 snapshot = self._parse_snapshot(item, where)
                 if snapshot is not None:
@@ -278,6 +300,11 @@ class Ingester:
         inserted = stored_images = held_back = 0
         used: set[tuple[str, int, str]] = set()
         with self._conn.transaction(), self._conn.cursor() as cur:
+            for site, station, table, anchor in anchors:
+                touched.add((site, station, table))
+                cur.execute("INSERT INTO fleet_anchors (station_id, table_name, row_id, row_hash) "
+                            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (station, table, anchor.row_id,
+                                                                              anchor.row_hash))
             for site, station, message in messages:
                 row = message.row
                 touched.add((site, station, message.table))
@@ -378,6 +405,21 @@ class Ingester:
             new += max(cur.rowcount, 0)
         return complete, new
 
+    def _parse_anchor(self, item: _Incoming, where: tuple[str, str, tuple[str, ...]]
+                      ) -> tuple[str, str, str, Anchor] | None:
+        """``(site, station, table, anchor)`` of a station's chain anchor message; None (said in one line) for
+        a malformed one (an empty payload, a retained anchor cleared, is skipped silently)."""
+        site, station, rest = where
+        if not item.payload:
+            return None
+        try:
+            if len(rest) != 2 or rest[1] not in PUBLISHED_TABLES:
+                raise StationError("expected anchor/<published table>")
+            return site, station, rest[1], Anchor.decode(item.payload)
+        except StationError as exc:
+            self._reject(item, str(exc))
+            return None
+
     def _parse(self, item: _Incoming) -> tuple[str, str, RowMessage] | None:
         where = parse_topic(item.topic)
         if where is None or len(where[2]) != 2 or where[2][0] != "row":
@@ -412,7 +454,8 @@ class Ingester:
             marks = {}
             for site, station, table in sorted(touched):
                 known = self._marks.get((station, table), (0, GENESIS))
-                mark = high_water_mark(cur, station, table, known)
+                base = anchored_base(cur, station, table)  # rows the station purged before it joined
+                mark = high_water_mark(cur, station, table, base if base[0] > known[0] else known)
                 self._marks[(station, table)] = mark
                 marks[(site, station, table)] = mark
         for (site, station, table), (row_id, digest) in marks.items():

@@ -9,6 +9,7 @@ write only its own (``pattern`` lines with ``%u``: a station's MQTT user name is
                                           station -> ingester   QoS 1   an alarm image: the PNG bytes as stored
     fleet/<site>/<station>/heartbeat      station -> desk       QoS 0   every HEARTBEAT_S (Heartbeat)
     fleet/<site>/<station>/status         station -> desk       QoS 1   retained; the last will says offline
+    fleet/<site>/<station>/anchor/<table> station -> ingester   QoS 1   retained chain anchor (Anchor)
     fleet/<site>/<station>/hwm/<table>    ingester -> station   QoS 1   retained high-water mark (Hwm)
     fleet/<site>/<station>/desk/ack       desk -> station       QoS 1   an acknowledgement made at the desk
 
@@ -20,6 +21,16 @@ row (contiguous, so a gap holds the mark back). A station keeps each row in its 
 same SQLite transaction as the row) until a mark covers it, and after every (re)connect re-sends
 everything above the mark it reads back. The ingester inserts with ``ON CONFLICT DO NOTHING``, so a row
 sent twice is stored once.
+
+Anchors. Retention deletes a station's oldest rows and records the table's anchor: the last deleted row's
+id and ``row_hash``. A station that purged rows 1..k *before* it joined the fleet can never deliver them
+(the outbox only holds rows that still exist), so counted from row 1 its mark would never leave 0. So a
+station publishes, per table, its anchor (when it has one) on every connect and whenever it changes,
+retained. The ingester keeps every anchor (append-only) and counts the mark from the station's *lowest*
+anchor for that table (the one it had when it joined; a later purge does not matter, the fleet keeps every
+row), but only when the row after it chains to it: its ``prev_hash`` must equal the anchor's ``row_hash``,
+which is what the station's own chain requires, so the fleet still verifies the chain from there. An anchor
+the next row does not follow is not trusted: the mark stays below it, and ``station fleet verify`` reports it.
 
 Alarm images. They stay at the station unless it shares them (``[fleet] share_alarm_images = true``).
 A station that shares publishes a screening's snapshots (the PNG files its ``snapshots`` table names)
@@ -77,6 +88,10 @@ def row_topic(site: str, station: str, table: str) -> str:
 
 def hwm_topic(site: str, station: str, table: str) -> str:
     return station_topic(site, station, "hwm", table)
+
+
+def anchor_topic(site: str, station: str, table: str) -> str:
+    return station_topic(site, station, "anchor", table)
 
 
 def snapshot_topic(site: str, station: str, screening_id: int, kind: str) -> str:
@@ -154,6 +169,26 @@ class Hwm:
         if not isinstance(value.get("row_id"), int) or not isinstance(value.get("row_hash"), str):
             raise StationError("high-water mark: expected row_id and row_hash")
         return cls(int(value["row_id"]), str(value["row_hash"]))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A station's chain anchor for one table: retention deleted every row up to ``row_id``, and
+    ``row_hash`` is that row's hash (the next row's ``prev_hash``)."""
+
+    row_id: int
+    row_hash: str
+
+    def encode(self) -> bytes:
+        return _dumps({"v": PROTOCOL_VERSION, "row_id": self.row_id, "row_hash": self.row_hash})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Anchor:
+        value = _loads(payload, "anchor")
+        row_id, digest = value.get("row_id"), value.get("row_hash")
+        if not isinstance(row_id, int) or isinstance(row_id, bool) or row_id < 1 or not isinstance(digest, str):
+            raise StationError("anchor: expected a positive row_id and a row_hash")
+        return cls(int(row_id), str(digest))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ PUBACK alone proves nothing. After every (re)connect, and whenever a mark stops 
 it were sent (a message the broker or the ingester lost), everything above the mark is sent again:
 the ingester stores a row once however often it comes.
 
+Chain anchors: when retention has deleted a table's oldest rows, the table's anchor (the last deleted row's
+id and hash) is published retained to ``.../anchor/<table>`` at every connect and whenever it changes: rows
+deleted before the station joined the fleet never reach it, and the ingester counts the mark from there.
+
 Alarm images (``share_images``, the settings' ``share_alarm_images``): before every (re)send of a screening
 row that recorded snapshots, their PNG files are published to ``.../snapshot/<screening id>/<kind>`` and the
 row message lists the kinds sent, so the ingester holds the row only once it holds them. A file that is gone
@@ -46,7 +50,7 @@ from paho.mqtt.properties import Properties
 from station.errors import StationError
 from station.fleet import protocol
 from station.fleet.credentials import read_credentials, write_credentials  # noqa: F401
-from station.fleet.protocol import BrokerUrl, DeskAck, Heartbeat, Hwm
+from station.fleet.protocol import Anchor, BrokerUrl, DeskAck, Heartbeat, Hwm
 from station.log.chain import recorded_snapshots
 from station.log.store import EventStore
 
@@ -160,6 +164,8 @@ class Publisher:
         self._sent: dict[str, int] = {}  # table -> highest row id sent in this session
         self._progress: dict[str, float] = {}  # table -> when its mark last moved (or it was resent)
         self._worker_session = 0
+        self._anchors_sent: dict[str, tuple[int, str]] = {}  # table -> anchor published in this session
+        self._anchor_session = 0
         self._store: EventStore | None = None
         self._store_error: str | None = None
         self._draining = False
@@ -320,6 +326,7 @@ class Publisher:
                 try:
                     self._prune()
                     self._log_desk_acks()
+                    self._publish_anchors()
                     self._send()
                     if self._draining:
                         self._waiting = self._store.outbox_count()
@@ -442,6 +449,26 @@ class Publisher:
                 room -= 1
             if len(rows) == 500:
                 self._wake.set()
+
+    def _publish_anchors(self) -> None:
+        """Publish each published table's chain anchor (retained), at every connect and whenever it changes:
+        the fleet counts the table's mark from it, the rows below it being deleted before they were sent."""
+        with self._lock:
+            connected, session = self._connected, self._session
+        if not connected:
+            return
+        if session != self._anchor_session:
+            self._anchor_session = session
+            self._anchors_sent = {}
+        assert self._store is not None
+        for table, anchor in self._store.chain_anchors().items():
+            if table not in self.tables or self._anchors_sent.get(table) == anchor:
+                continue
+            info = self.client.publish(protocol.anchor_topic(self.site, self.station_id, table),
+                                       Anchor(*anchor).encode(), qos=1, retain=True)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # disconnected meanwhile: the next session publishes it again
+            self._anchors_sent[table] = anchor
 
     def _publish_images(self, row: dict[str, Any]) -> tuple[str, ...] | bool:
         """Publish the snapshots a screening row records; the kinds sent (``False``: disconnected)."""

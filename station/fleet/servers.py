@@ -62,12 +62,13 @@ def fleet_acl() -> str:
     ids (the patterns apply to every user).
     """
     return "\n".join([
-        "# Stations (user name = station id): write their own rows, alarm images, heartbeat and status;",
+        "# Stations (user name = station id): write their own rows, alarm images, chain anchors, heartbeat and status;",
         "# read their own high-water marks and the desk's acknowledgements.",
         "pattern write fleet/+/%u/row/#",
         "pattern write fleet/+/%u/snapshot/#",
         "pattern write fleet/+/%u/heartbeat",
         "pattern write fleet/+/%u/status",
+        "pattern write fleet/+/%u/anchor/#",
         "pattern read fleet/+/%u/hwm/#",
         "pattern read fleet/+/%u/desk/#",
         "",

@@ -1154,6 +1154,12 @@ class EventStore:
                 heads[table] = [int(last[0]), str(last[1])] if last else [0, GENESIS]
         return heads
 
+    def chain_anchors(self) -> dict[str, tuple[int, str]]:
+        """``{table: (last purged id, its row_hash)}`` of every table retention has shortened."""
+        with self._faults("reading the chain anchors"):
+            return {str(r[0]): (int(r[1]), str(r[2])) for r in self.db.execute(
+                "SELECT table_name, last_id, last_hash FROM chain_anchors ORDER BY table_name")}
+
     def retention_log(self) -> list[dict[str, Any]]:
         """Every purge retention logged (and the anchors adopted at the upgrade), oldest first."""
         with self._faults("reading the retention log"):
