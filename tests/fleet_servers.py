@@ -77,3 +77,20 @@ def fleet_postgres(tmp_path) -> Iterator[LocalPostgres]:
         except StationError as exc:
             if attempt or not _install_if_missing(exc):
                 pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def fleet_db(fleet_postgres) -> dict[str, object]:
+    """The fleet log migrated, with a login role in each group role: the DSN of each (``owner``,
+    ``ingester``, ``auditor``, ``desk``), and ``applied``, the migrations the first run applied."""
+    import psycopg
+
+    from station.fleet import central
+
+    owner = fleet_postgres.dsn()
+    with psycopg.connect(owner) as conn:
+        applied = central.migrate(conn)
+        for login, group in (("ingester", "fleet_ingester"), ("auditor", "fleet_auditor"), ("desk", "fleet_desk")):
+            conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {group}")
+        conn.commit()
+    return {"owner": owner, "applied": applied, **{r: fleet_postgres.dsn(r) for r in ("ingester", "auditor", "desk")}}

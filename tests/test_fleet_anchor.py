@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
 from test_fleet_central import IngesterThread, MarkWatcher, chained_rows, connected, publish, stored, verify
 
-from station.fleet import central
 from station.fleet.protocol import Anchor, BrokerUrl, anchor_topic
 from station.fleet.publisher import Publisher
 from station.log.retention import RetentionPolicy, apply_purge, plan_purge
@@ -21,17 +19,6 @@ from station.types import SystemEvent
 
 SITE = "hq"
 TABLE = "system_events"
-
-
-@pytest.fixture
-def fleet_db(fleet_postgres):
-    owner = fleet_postgres.dsn()
-    with psycopg.connect(owner) as conn:
-        central.migrate(conn)
-        for login, group in (("ingester", "fleet_ingester"), ("auditor", "fleet_auditor")):
-            conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {group}")
-        conn.commit()
-    return {"owner": owner, **{r: fleet_postgres.dsn(r) for r in ("ingester", "auditor")}}
 
 
 def wait_for(condition, timeout: float = 20.0, what: str = "condition"):

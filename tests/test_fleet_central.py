@@ -36,18 +36,6 @@ SITE = "hq"
 
 # ---------------------------------------------------------------------- servers
 @pytest.fixture
-def fleet_db(fleet_postgres):
-    """The fleet database migrated, with a login role in each group role: the DSN of each."""
-    owner = fleet_postgres.dsn()
-    with psycopg.connect(owner) as conn:
-        assert central.migrate(conn) == ["001_fleet_log", "002_roles", "003_snapshots", "004_anchors"]
-        for login, group in (("ingester", "fleet_ingester"), ("auditor", "fleet_auditor"), ("desk", "fleet_desk")):
-            conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {group}")
-        conn.commit()
-    return {"owner": owner, **{r: fleet_postgres.dsn(r) for r in ("ingester", "auditor", "desk")}}
-
-
-@pytest.fixture
 def broker(fleet_broker):
     return fleet_broker
 
@@ -147,6 +135,7 @@ def verify(dsn: str):
 
 # ---------------------------------------------------------------------- schema and roles
 def test_migrations_are_idempotent_and_nobody_may_update_or_delete(fleet_db):
+    assert fleet_db["applied"] == ["001_fleet_log", "002_roles", "003_snapshots", "004_anchors"]
     with psycopg.connect(fleet_db["owner"]) as conn:
         assert central.migrate(conn) == []  # run at every start: nothing to do the second time
         central.ensure_schema(conn)

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-import pytest
 from test_fleet_central import IngesterThread, MarkWatcher, connected
 
 from station.config import load_config
-from station.fleet import central
 from station.fleet.protocol import BrokerUrl, RowMessage, row_topic, snapshot_topic
 from station.fleet.publisher import Publisher
 from station.log.chain import GENESIS, row_hash
@@ -24,17 +22,6 @@ from station.log.store import EventStore
 from station.types import ScreeningDecision
 
 SITE = "hq"
-
-
-@pytest.fixture
-def fleet_db(fleet_postgres):
-    owner = fleet_postgres.dsn()
-    with psycopg.connect(owner) as conn:
-        central.migrate(conn)
-        for login, group in (("ingester", "fleet_ingester"), ("auditor", "fleet_auditor")):
-            conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {group}")
-        conn.commit()
-    return {"owner": owner, **{r: fleet_postgres.dsn(r) for r in ("ingester", "auditor")}}
 
 
 def crops(shade: int) -> dict[str, np.ndarray]:

@@ -90,10 +90,7 @@ def _m001_fleet_log(cur: Any) -> None:
             RAISE EXCEPTION 'the fleet log is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
         END $$""")
     for table in APPEND_ONLY:
-        cur.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                    "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
-        cur.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+        _append_only(cur, table)
     p = "(payload::jsonb)"
     cur.execute(f"""
         CREATE VIEW fleet_screenings AS
@@ -151,6 +148,14 @@ def _m002_roles(cur: Any) -> None:
         cur.execute(f"GRANT USAGE ON SEQUENCE {own}_id_seq TO {role}")
 
 
+def _append_only(cur: Any, table: str) -> None:
+    """Refuse UPDATE, DELETE and TRUNCATE on ``table`` for everyone, its owner too (``fleet_refuse_change``)."""
+    cur.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
+    cur.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+
+
 def _m003_snapshots(cur: Any) -> None:
     """Alarm images of the stations that share them, append-only like the rows (the same trigger)."""
     cur.execute("""
@@ -163,10 +168,7 @@ def _m003_snapshots(cur: Any) -> None:
             received_at  timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (station_id, screening_id, kind)
         )""")
-    cur.execute("CREATE TRIGGER fleet_snapshots_append_only BEFORE UPDATE OR DELETE ON fleet_snapshots "
-                "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
-    cur.execute("CREATE TRIGGER fleet_snapshots_no_truncate BEFORE TRUNCATE ON fleet_snapshots "
-                "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+    _append_only(cur, "fleet_snapshots")
     cur.execute(f"REVOKE ALL ON fleet_snapshots FROM PUBLIC, {', '.join(ROLES)}")
     cur.execute("GRANT INSERT, SELECT (station_id, screening_id, kind, sha256) ON fleet_snapshots TO fleet_ingester")
     cur.execute("GRANT SELECT ON fleet_snapshots TO fleet_auditor, fleet_desk")
@@ -183,10 +185,7 @@ def _m004_anchors(cur: Any) -> None:
             received_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (station_id, table_name, row_id)
         )""")
-    cur.execute("CREATE TRIGGER fleet_anchors_append_only BEFORE UPDATE OR DELETE ON fleet_anchors "
-                "FOR EACH ROW EXECUTE FUNCTION fleet_refuse_change()")
-    cur.execute("CREATE TRIGGER fleet_anchors_no_truncate BEFORE TRUNCATE ON fleet_anchors "
-                "FOR EACH STATEMENT EXECUTE FUNCTION fleet_refuse_change()")
+    _append_only(cur, "fleet_anchors")
     cur.execute(f"REVOKE ALL ON fleet_anchors FROM PUBLIC, {', '.join(ROLES)}")
     cur.execute("GRANT INSERT, SELECT ON fleet_anchors TO fleet_ingester")
     cur.execute("GRANT SELECT ON fleet_anchors TO fleet_auditor, fleet_desk")
